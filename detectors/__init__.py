@@ -1,0 +1,1 @@
+"""Detectors: everything that scores transcripts (higher = more suspicious)."""

@@ -1,0 +1,173 @@
+"""``latentcode`` command line: one sub-command per job, each a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .jsonl import DEFAULT_MAX_LINE_BYTES, RecordError, write_json
+from .lm import LMNotFoundError
+from .payload import PayloadError
+from .prompts import DEFAULT_PROMPTS
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None,
+                   help="HF id or local folder or .gguf already on disk "
+                        "(default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .lm import load_lm
+    from .prompts import read_prompts
+    from .sampling import sample_clean
+    from .transcripts import write_transcripts
+
+    prompts = read_prompts(args.prompts)  # bad input fails here, before the model loads
+    lm = load_lm(args.model, device=args.device)
+    started = time.perf_counter()
+    transcripts = sample_clean(
+        lm, prompts, args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        top_p=args.top_p, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
+    )
+    elapsed = time.perf_counter() - started
+    write_transcripts(args.out, transcripts)
+    n_tokens = sum(t.meta["n_tokens"] for t in transcripts)
+    print(f"wrote {len(transcripts)} clean transcripts to {args.out} "
+          f"({n_tokens} tokens in {elapsed:.1f} s, {n_tokens / elapsed:.1f} tokens/s, "
+          f"model {lm.name})")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check transcript files and summarise them; every problem is listed, exit status 2."""
+    from collections import Counter
+
+    from .transcripts import read_transcripts
+
+    transcripts = read_transcripts(args.files, max_line_bytes=args.max_line_bytes)
+    by_source = Counter((t.source or "(none)", t.label) for t in transcripts)
+    scored = Counter(name for t in transcripts for name in t.scores)
+    print(f"{len(transcripts)} transcripts OK in {len(args.files)} file(s)")
+    print(f"{'source':<24} {'label':>5} {'count':>7}")
+    for (source, label), count in sorted(by_source.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        print(f"{source:<24} {'?' if label is None else label:>5} {count:>7}")
+    if scored:
+        print("scores: " + ", ".join(f"{k} ({v})" for k, v in sorted(scored.items())))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job so far: sample clean transcripts from the embedded model."""
+    from .lm import load_lm
+    from .prompts import read_prompts
+    from .sampling import sample_clean
+    from .transcripts import read_transcripts, write_transcripts
+
+    out = Path(args.out)
+    config = {"n": args.n, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
+              "model": args.model or "embedded", "prompts": str(args.prompts)}
+    clean_path = out / "clean.jsonl"
+    started = time.perf_counter()
+    lm = load_lm(args.model, device=args.device)
+    print(f"model {lm.name}: loaded in {lm.info.get('load_seconds', 0):.1f} s")
+    if clean_path.exists() and _same_config(out / "config.json", config):
+        transcripts = read_transcripts(clean_path)
+        print(f"[resume] {clean_path} already holds {len(transcripts)} transcripts")
+    else:
+        write_json(out / "config.json", config)
+        transcripts = sample_clean(lm, read_prompts(args.prompts), args.n,
+                                   max_new_tokens=args.max_new_tokens, seed=args.seed)
+        write_transcripts(clean_path, transcripts)
+    print(f"\n{'id':<18} {'tokens':>6}  text")
+    for t in transcripts[:8]:
+        text = t.text.replace("\n", " ")
+        print(f"{t.id:<18} {t.meta['n_tokens']:>6}  {text[:70]}{'...' if len(text) > 70 else ''}")
+    print(f"\n{len(transcripts)} clean transcripts in {clean_path} "
+          f"({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def _same_config(path: Path, config: dict) -> bool:
+    import json
+
+    try:
+        return json.loads(path.read_text()) == config
+    except (OSError, ValueError):
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="latentcode",
+        description="Train, detect and report latent codes hidden in language-model text.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("sample", help="write clean (label 0) transcripts by plain sampling")
+    p.add_argument("--prompts", default=str(DEFAULT_PROMPTS), help="prompts JSONL or .txt")
+    p.add_argument("--n", type=int, default=200, help="number of transcripts")
+    p.add_argument("--out", required=True, help="output JSONL (written atomically)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_sampling_args(p)
+    _add_model_args(p)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("validate", help="check transcript files and summarise them")
+    p.add_argument("files", nargs="+", help="transcript JSONL files (native or chat form)")
+    p.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("demo", help="the main job end to end on the embedded model")
+    p.add_argument("--out", default="runs/demo", help="run folder (resumed when it exists)")
+    p.add_argument("--prompts", default=str(DEFAULT_PROMPTS))
+    p.add_argument("--n", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--seed", type=int, default=0)
+    _add_model_args(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _usage_error(message: str) -> int:
+    print(f"latentcode: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("n", "max_new_tokens", "batch_size"):
+        if getattr(args, name, 1) < 1:
+            return _usage_error(f"--{name.replace('_', '-')} must be at least 1")
+    if getattr(args, "temperature", 0) < 0:
+        return _usage_error("--temperature must be >= 0 (0 is greedy)")
+    if not 0 < getattr(args, "top_p", 1) <= 1:
+        return _usage_error("--top-p must be in (0, 1]")
+    try:
+        return args.func(args)
+    except RecordError as err:
+        print(f"latentcode {args.command}: {err}\nnothing was written.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (LMNotFoundError, PayloadError) as err:
+        print(f"latentcode {args.command}: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted; nothing half-written was left behind", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

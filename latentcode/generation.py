@@ -1,0 +1,154 @@
+"""One batched decoding loop, shared by clean sampling and every codec.
+
+The loop owns the model side (left padding, positions, KV cache, one forward pass per step for
+the whole batch); a *chooser* owns the token choice. A chooser gets the next-token logits of
+the rows still running and returns one token per row, so plain sampling, arithmetic coding
+and Discop differ only in their chooser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .lm import LM
+
+# (logits[rows, vocab] float32, global row indices, step) -> token ids for those rows
+Chooser = Callable[[torch.Tensor, list[int], int], Sequence[int] | torch.Tensor]
+
+
+@dataclass
+class Generation:
+    tokens: list[int]  # generated ids, stop token excluded
+    finished: bool  # True when a stop token ended it, False when max_new_tokens did
+
+
+def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row):] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.inference_mode()
+def _decode_batch(lm: LM, prompts: list[list[int]], rows: list[int], choose: Chooser,
+                  max_new_tokens: int, min_new_tokens: int) -> list[Generation]:
+    model, device = lm.model, lm.device
+    stop_ids = lm.stop_ids
+    pad_id = lm.tokenizer.pad_token_id
+    ids, mask = _left_pad(prompts, pad_id, device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    cache, logits = out.past_key_values, out.logits[:, -1, :]
+    next_pos = positions[:, -1] + 1
+    gens = [Generation([], False) for _ in prompts]
+    running = list(range(len(prompts)))
+    for step in range(max_new_tokens):
+        step_logits = logits[running].float()
+        if step < min_new_tokens:
+            step_logits[:, stop_ids] = float("-inf")
+        chosen = choose(step_logits, [rows[i] for i in running], step)
+        chosen = [int(t) for t in chosen]
+        tokens = torch.full((len(prompts),), pad_id, dtype=torch.long)
+        for i, tok in zip(running, chosen):
+            if tok in stop_ids:
+                gens[i].finished = True
+            else:
+                gens[i].tokens.append(tok)
+            tokens[i] = tok
+        running = [i for i in running if not gens[i].finished]
+        if not running or step == max_new_tokens - 1:
+            break
+        mask = torch.cat([mask, torch.ones((len(prompts), 1), dtype=torch.long, device=device)], 1)
+        out = model(input_ids=tokens[:, None].to(device), attention_mask=mask,
+                    position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
+        cache, logits = out.past_key_values, out.logits[:, -1, :]
+        next_pos = next_pos + 1
+    return gens
+
+
+def decode_loop(
+    lm: LM,
+    prompt_ids: Sequence[list[int]],
+    choose: Chooser,
+    *,
+    max_new_tokens: int,
+    min_new_tokens: int = 1,
+    batch_size: int = 16,
+    progress: bool | str = False,
+) -> list[Generation]:
+    """Generate a response for every prompt, ``batch_size`` at a time, in the input order.
+
+    Prompts are batched by length to keep padding small. Row indices passed to ``choose``
+    are positions in ``prompt_ids``, so a chooser can keep per-row state (payload, key
+    stream, RNG) that does not depend on how rows were batched.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+    results: list[Generation | None] = [None] * len(prompt_ids)
+    desc = progress if isinstance(progress, str) else "generating"
+    with tqdm(total=len(order), desc=desc, unit="text", disable=not progress) as bar:
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            bar.set_postfix_str(f"batch of {len(rows)}")
+            gens = _decode_batch(lm, [list(prompt_ids[i]) for i in rows], rows, choose,
+                                 max_new_tokens, min_new_tokens)
+            for i, gen in zip(rows, gens):
+                results[i] = gen
+            bar.update(len(rows))
+    return results  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------- plain sampling
+
+
+def nucleus_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Next-token probabilities (float64) after temperature and top-p (Holtzman et al. 2020)."""
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, idx = torch.sort(probs, dim=-1, descending=True, stable=True)
+        before = sorted_p.cumsum(-1) - sorted_p  # mass of strictly more likely tokens
+        sorted_p = torch.where(before < top_p, sorted_p, torch.zeros_like(sorted_p))
+        probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p)
+        probs = probs / probs.sum(-1, keepdim=True)
+    return probs
+
+
+class AncestralSampler:
+    """Plain sampling with one seeded stream per row (so the output ignores batching).
+
+    Each row draws a uniform from ``numpy.random.default_rng([seed, row])`` and inverts the
+    CDF of the (tempered, nucleus-filtered) distribution; temperature 0 is greedy.
+    """
+
+    def __init__(self, seed: int, temperature: float = 1.0, top_p: float = 1.0):
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        self.seed, self.temperature, self.top_p = seed, temperature, top_p
+        self._rngs: dict[int, np.random.Generator] = {}
+
+    def rng(self, row: int) -> np.random.Generator:
+        if row not in self._rngs:
+            self._rngs[row] = np.random.default_rng([self.seed, row])
+        return self._rngs[row]
+
+    def __call__(self, logits: torch.Tensor, rows: list[int], step: int) -> list[int]:
+        if self.temperature == 0:
+            return logits.argmax(-1).tolist()
+        cdf = nucleus_probs(logits, self.temperature, self.top_p).cumsum(-1)
+        u = torch.tensor([self.rng(r).random() for r in rows], dtype=cdf.dtype,
+                         device=cdf.device)
+        picks = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0]
+        return picks.clamp(max=cdf.shape[-1] - 1).tolist()

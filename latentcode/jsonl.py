@@ -1,0 +1,139 @@
+"""JSON Lines plumbing shared by every record type: located errors, safe reading, atomic writing.
+
+Readers collect every problem as a :class:`LineError` (``file:line: field: what is wrong``) and
+raise them together in one :class:`RecordError`, so a user fixes a file in one pass. Writers
+never leave a half-written file: they write a temporary sibling, fsync it, and rename it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
+MAX_ERRORS_SHOWN = 200
+
+
+@dataclass(frozen=True)
+class LineError:
+    file: str
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+
+
+class RecordError(ValueError):
+    """One or more malformed records; ``errors`` holds every one of them."""
+
+    def __init__(self, errors: list[LineError], what: str = "records"):
+        self.errors = errors
+        files = sorted({e.file for e in errors})
+        head = f"{len(errors)} problem(s) in {what} ({', '.join(files)}):"
+        shown = [f"  {e}" for e in errors[:MAX_ERRORS_SHOWN]]
+        if len(errors) > MAX_ERRORS_SHOWN:
+            shown.append(f"  ... and {len(errors) - MAX_ERRORS_SHOWN} more")
+        super().__init__("\n".join([head, *shown]))
+
+
+def iter_json_objects(
+    path: str | os.PathLike, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[tuple[int, dict | LineError]]:
+    """Yield ``(line_number, object)`` for each non-blank line, or a ``LineError`` for it.
+
+    Lines are read in bounded chunks, so an enormous line is reported, not loaded.
+    """
+    name = str(path)
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        yield 0, LineError(name, 0, "(file)", "file not found")
+        return
+    except IsADirectoryError:
+        yield 0, LineError(name, 0, "(file)", "is a folder, expected a JSONL file")
+        return
+    with handle:
+        lineno = 0
+        while raw := handle.readline(max_line_bytes + 1):
+            lineno += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                size = len(raw)
+                while raw and not raw.endswith(b"\n"):
+                    raw = handle.readline(1 << 20)
+                    size += len(raw)
+                yield lineno, LineError(
+                    name, lineno, "(line)",
+                    f"line is {size:,} bytes, over the limit of {max_line_bytes:,}; split the "
+                    "record or raise the limit (--max-line-bytes)",
+                )
+                continue
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                yield lineno, LineError(
+                    name, lineno, "(line)",
+                    f"invalid UTF-8 at byte {err.start}; re-save the file as UTF-8",
+                )
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as err:
+                yield lineno, LineError(
+                    name, lineno, "(line)", f"not valid JSON: {err.msg} at column {err.colno}"
+                )
+                continue
+            if not isinstance(obj, dict):
+                yield lineno, LineError(
+                    name, lineno, "(line)",
+                    f"expected a JSON object, got {type(obj).__name__}",
+                )
+                continue
+            yield lineno, obj
+
+
+def dumps(obj: dict) -> str:
+    """One compact JSON line; NaN and infinities are refused (they are not JSON)."""
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(", ", ": "))
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+    """Open a temporary sibling of ``path``; on success fsync and rename it over ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with open(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_jsonl(path: str | os.PathLike, objects: Iterable[dict]) -> None:
+    with atomic_open(path) as handle:
+        for obj in objects:
+            handle.write(dumps(obj) + "\n")
+
+
+def write_json(path: str | os.PathLike, obj: object) -> None:
+    with atomic_open(path) as handle:
+        json.dump(obj, handle, indent=2, ensure_ascii=False, allow_nan=False)
+        handle.write("\n")

@@ -1,0 +1,90 @@
+"""Clean transcripts: plain ancestral sampling from the model, label 0."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .generation import AncestralSampler, decode_loop
+from .lm import LM
+from .prompts import Prompt
+from .transcripts import Transcript
+
+MAX_EMPTY_RETRIES = 3
+
+
+def assign_prompts(prompts: Sequence[Prompt], n: int, seed: int) -> list[Prompt]:
+    """``n`` prompts: a seeded shuffle of the list, cycled when ``n`` exceeds it."""
+    if not prompts:
+        raise ValueError("no prompts to sample from")
+    order = np.random.default_rng([seed, 0x5EED]).permutation(len(prompts))
+    return [prompts[order[i % len(prompts)]] for i in range(n)]
+
+
+def sample_clean(
+    lm: LM,
+    prompts: Sequence[Prompt],
+    n: int,
+    *,
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 16,
+    min_new_tokens: int = 4,
+    progress: bool = True,
+) -> list[Transcript]:
+    """Sample ``n`` clean responses. The same seed gives the same text, whatever the batch size.
+
+    A response that decodes to blank text (rare: a few whitespace tokens then a stop) is
+    resampled from a fresh seeded stream, so every transcript has text.
+    """
+    chosen = assign_prompts(prompts, n, seed)
+    prompt_ids = lm.prompt_ids([p.prompt for p in chosen])
+    texts: list[str | None] = [None] * n
+    n_tokens = [0] * n
+    finished = [False] * n
+    attempts = [0] * n
+    todo = list(range(n))
+    for attempt in range(MAX_EMPTY_RETRIES + 1):
+        sampler = AncestralSampler(seed + 1_000_003 * attempt, temperature, top_p)
+        # rows keep their global index so each transcript's stream is its own
+        gens = decode_loop(
+            lm, [prompt_ids[i] for i in todo],
+            lambda logits, rows, step: sampler(logits, [todo[r] for r in rows], step),
+            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+            batch_size=batch_size, progress="sampling clean" if progress else False,
+        )
+        for i, gen in zip(todo, gens):
+            texts[i] = lm.tokenizer.decode(gen.tokens, skip_special_tokens=True)
+            n_tokens[i], finished[i], attempts[i] = len(gen.tokens), gen.finished, attempt
+        todo = [i for i in todo if not texts[i].strip()]
+        if not todo:
+            break
+    if todo:
+        raise RuntimeError(f"{len(todo)} responses stayed blank after {MAX_EMPTY_RETRIES} "
+                           "retries; raise min_new_tokens")
+    return [
+        Transcript(
+            id=f"clean-s{seed}-{i:05d}",
+            prompt=p.prompt,
+            text=texts[i],
+            label=0,
+            source="clean",
+            meta={
+                "prompt_id": p.id,
+                "category": p.category,
+                "model": lm.name,
+                "sampler": "ancestral",
+                "temperature": temperature,
+                "top_p": top_p,
+                "seed": seed,
+                "max_new_tokens": max_new_tokens,
+                "n_tokens": n_tokens[i],
+                "finished": finished[i],
+                "resampled": attempts[i],
+            },
+        )
+        for i, p in enumerate(chosen)
+    ]
