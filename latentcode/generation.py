@@ -125,7 +125,7 @@ def nucleus_probs(logits: torch.Tensor, temperature: float, top_p: float) -> tor
 
 
 class AncestralSampler:
-    """Plain sampling with one seeded stream per row (so the output ignores batching).
+    """Plain sampling with one seeded stream per row (so batching never reorders randomness).
 
     Each row draws a uniform from ``numpy.random.default_rng([seed, row])`` and inverts the
     CDF of the (tempered, nucleus-filtered) distribution; temperature 0 is greedy.

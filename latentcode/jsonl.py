@@ -52,7 +52,7 @@ def iter_json_objects(
     """
     name = str(path)
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 (closed by the with below)
     except FileNotFoundError:
         yield 0, LineError(name, 0, "(file)", "file not found")
         return

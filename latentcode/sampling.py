@@ -35,7 +35,11 @@ def sample_clean(
     min_new_tokens: int = 4,
     progress: bool = True,
 ) -> list[Transcript]:
-    """Sample ``n`` clean responses. The same seed gives the same text, whatever the batch size.
+    """Sample ``n`` clean responses; the same seed and batch size give the same text.
+
+    Each transcript draws from its own seeded stream, so batching cannot shift one row's
+    randomness onto another; only float32 rounding, which depends a little on the batch shape,
+    can flip a rare token between different batch sizes.
 
     A response that decodes to blank text (rare: a few whitespace tokens then a stop) is
     resampled from a fresh seeded stream, so every transcript has text.
@@ -52,7 +56,8 @@ def sample_clean(
         # rows keep their global index so each transcript's stream is its own
         gens = decode_loop(
             lm, [prompt_ids[i] for i in todo],
-            lambda logits, rows, step: sampler(logits, [todo[r] for r in rows], step),
+            lambda logits, rows, step, sampler=sampler, todo=todo: sampler(
+                logits, [todo[r] for r in rows], step),
             max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
             batch_size=batch_size, progress="sampling clean" if progress else False,
         )

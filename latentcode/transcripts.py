@@ -80,36 +80,37 @@ def _field_problems(fields: dict) -> list[tuple[str, str]]:
     """Every (field, message) wrong with a transcript; shared by the reader and the constructor."""
     t = SimpleNamespace(**fields)
     problems: list[tuple[str, str]] = []
+
+    def bad(name: str, message: str) -> None:
+        problems.append((name, message))
+
     if not isinstance(t.id, str) or not t.id:
-        problems.append(("id", f"must be a non-empty string, got {t.id!r}"))
+        bad("id", f"must be a non-empty string, got {t.id!r}")
     if not isinstance(t.prompt, str):
-        problems.append(("prompt", f"must be a string, got {type(t.prompt).__name__}"))
+        bad("prompt", f"must be a string, got {type(t.prompt).__name__}")
     if not isinstance(t.text, str):
-        problems.append(("text", f"must be a string, got {type(t.text).__name__}"))
+        bad("text", f"must be a string, got {type(t.text).__name__}")
     elif not t.text.strip():
-        problems.append(("text", "is empty; a transcript needs the model's response text"))
+        bad("text", "is empty; a transcript needs the model's response text")
     if t.label is not None and (isinstance(t.label, bool) or t.label not in (0, 1)):
-        problems.append(("label", f"must be 0 (clean), 1 (carries a payload) or absent, "
-                                  f"got {t.label!r}"))
+        bad("label", f"must be 0 (clean), 1 (carries a payload) or absent, got {t.label!r}")
     if t.payload is not None and not is_bits(t.payload):
         shown = repr(t.payload) if len(repr(t.payload)) < 40 else repr(t.payload)[:36] + "...'"
-        problems.append(("payload", f"must be a non-empty string of 0 and 1, got {shown}"))
+        bad("payload", f"must be a non-empty string of 0 and 1, got {shown}")
     elif t.payload is not None and t.label == 0:
-        problems.append(("payload", "is given but label is 0 (clean); use label 1 or drop "
-                                    "the payload"))
+        bad("payload", "is given but label is 0 (clean); use label 1 or drop the payload")
     if t.source is not None and (not isinstance(t.source, str) or not t.source):
-        problems.append(("source", f"must be a non-empty string or absent, got {t.source!r}"))
+        bad("source", f"must be a non-empty string or absent, got {t.source!r}")
     if not isinstance(t.meta, dict):
-        problems.append(("meta", f"must be an object, got {type(t.meta).__name__}"))
+        bad("meta", f"must be an object, got {type(t.meta).__name__}")
     if not isinstance(t.scores, dict):
-        problems.append(("scores", f"must be an object, got {type(t.scores).__name__}"))
-    else:
-        for name, value in t.scores.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                problems.append((f"scores.{name}", f"must be a number, got {value!r}"))
-            elif not math.isfinite(value):
-                problems.append((f"scores.{name}", f"is {value}; scores must be finite "
-                                                   "(re-run the detector)"))
+        bad("scores", f"must be an object, got {type(t.scores).__name__}")
+        return problems
+    for name, value in t.scores.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            bad(f"scores.{name}", f"must be a number, got {value!r}")
+        elif not math.isfinite(value):
+            bad(f"scores.{name}", f"is {value}; scores must be finite (re-run the detector)")
     return problems
 
 

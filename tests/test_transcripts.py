@@ -12,8 +12,7 @@ GOOD = {"id": "a", "prompt": "Say hi.", "text": "Hi there!", "label": 1, "payloa
 
 def write_lines(path, lines):
     with open(path, "wb") as f:
-        for line in lines:
-            f.write((line if isinstance(line, bytes) else json.dumps(line).encode()) + b"\n")
+        f.writelines((line if isinstance(line, bytes) else json.dumps(line).encode()) + b"\n" for line in lines)
     return path
 
 
@@ -164,10 +163,9 @@ def test_write_is_atomic(tmp_path):
     target = tmp_path / "out.jsonl"
     write_transcripts(target, [Transcript(id="old", text="old text")])
     before = target.read_bytes()
-    with pytest.raises(RuntimeError):
-        with atomic_open(target) as f:
-            f.write("partial line")
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError), atomic_open(target) as f:
+        f.write("partial line")
+        raise RuntimeError("crash mid-write")
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 
