@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .lm import LM
 
-# (logits[rows, vocab] float32, global row indices, step) -> token ids for those rows
+# (logits[rows, vocab] in float32 or float64, global row indices, step) -> token ids for those rows
 Chooser = Callable[[torch.Tensor, list[int], int], Sequence[int] | torch.Tensor]
 
 
@@ -51,7 +51,9 @@ def _decode_batch(lm: LM, prompts: list[list[int]], rows: list[int], choose: Cho
     gens = [Generation([], False) for _ in prompts]
     running = list(range(len(prompts)))
     for step in range(max_new_tokens):
-        step_logits = logits[running].float()
+        step_logits = logits[running]
+        if step_logits.dtype in (torch.float16, torch.bfloat16):
+            step_logits = step_logits.float()
         if step < min_new_tokens:
             step_logits[:, stop_ids] = float("-inf")
         chosen = choose(step_logits, [rows[i] for i in running], step)
