@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from .codecs.base import CodecError
 from .jsonl import DEFAULT_MAX_LINE_BYTES, RecordError, write_json
 from .lm import LMNotFoundError
 from .payload import PayloadError
@@ -49,6 +50,78 @@ def cmd_sample(args: argparse.Namespace) -> int:
     print(f"wrote {len(transcripts)} clean transcripts to {args.out} "
           f"({n_tokens} tokens in {elapsed:.1f} s, {n_tokens / elapsed:.1f} tokens/s, "
           f"model {lm.name})")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    import torch
+
+    from .codecs import make_codec
+    from .lm import load_lm
+    from .payload import random_payloads, read_key_file
+    from .prompts import read_prompts
+    from .sampling import assign_prompts
+    from .transcripts import write_transcripts
+
+    key = read_key_file(args.key_file)
+    codec = make_codec(args.codec, temperature=args.temperature, top_p=args.top_p)
+    prompts = assign_prompts(read_prompts(args.prompts), args.n, args.seed)
+    payloads = random_payloads(args.n, args.payload_bits, args.seed)
+    lm = load_lm(args.model, device=args.device, dtype=torch.float64)
+    started = time.perf_counter()
+    transcripts = codec.encode(
+        lm, prompts, payloads, key, max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size, ids=[f"{args.codec}-s{args.seed}-{i:05d}" for i in range(args.n)],
+        progress=not args.quiet,
+    )
+    elapsed = time.perf_counter() - started
+    short = [t.id for t in transcripts if not t.meta["complete"]]
+    if short and not args.allow_partial:
+        print(f"latentcode encode: {len(short)} of {len(transcripts)} texts ended before their "
+              f"payload was embedded ({', '.join(short[:5])}{' ...' if len(short) > 5 else ''}); "
+              "raise --max-new-tokens, lower --payload-bits, or pass --allow-partial. "
+              "Nothing was written.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    write_transcripts(args.out, transcripts)
+    tokens = sum(t.meta["n_tokens"] for t in transcripts)
+    bits = sum(t.meta["bits_embedded"] for t in transcripts)
+    entropy = sum(t.meta["entropy_bits"] for t in transcripts)
+    print(f"wrote {len(transcripts)} {args.codec} transcripts to {args.out}: {bits} channel bits "
+          f"in {sum(t.meta['embedding_tokens'] for t in transcripts)} embedding tokens "
+          f"(utilization {bits / max(entropy, 1e-9):.3f}), {tokens} tokens in {elapsed:.1f} s")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    import torch
+
+    from .codecs import make_codec
+    from .lm import load_lm
+    from .payload import read_key_file
+    from .transcripts import read_transcripts
+
+    key = read_key_file(args.key_file)
+    transcripts = read_transcripts(args.files)
+    lm = load_lm(args.model, device=args.device, dtype=torch.float64)
+    accuracies, statuses = [], {}
+    print(f"{'id':<24} {'status':<8} {'accuracy':>8}  message")
+    for t in transcripts:
+        name = args.codec or t.meta.get("codec")
+        if not name:
+            print(f"{t.id:<24} {'failed':<8} {'':>8}  no --codec given and meta.codec missing")
+            statuses["failed"] = statuses.get("failed", 0) + 1
+            continue
+        params = t.meta.get("codec_params", {}) if t.meta.get("codec") == name else {}
+        result = make_codec(name, **params).decode(lm, t, key)
+        statuses[result.status] = statuses.get(result.status, 0) + 1
+        acc = ""
+        if t.payload:
+            accuracies.append(result.accuracy(t.payload) if result.status != "failed" else 0.0)
+            acc = f"{accuracies[-1]:.3f}"
+        print(f"{t.id:<24} {result.status:<8} {acc:>8}  {result.message}")
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
+    mean = f"; mean bit accuracy {sum(accuracies) / len(accuracies):.3f}" if accuracies else ""
+    print(f"\n{len(transcripts)} transcripts: {summary}{mean}")
     return 0
 
 
@@ -126,6 +199,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.set_defaults(func=cmd_sample)
 
+    p = sub.add_parser("encode", help="hide random payloads with a reference codec")
+    p.add_argument("--codec", required=True,
+                   help="huffman, arithmetic, meteor, discop or sparsamp (zero KL: discop, sparsamp)")
+    p.add_argument("--prompts", default=str(DEFAULT_PROMPTS))
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--payload-bits", type=int, default=64)
+    p.add_argument("--key-file", required=True, help="any file; its SHA-256 is the key")
+    p.add_argument("--out", required=True)
+    p.add_argument("--allow-partial", action="store_true",
+                   help="write texts that ended before their payload was embedded")
+    p.add_argument("--quiet", action="store_true")
+    _add_sampling_args(p)
+    p.set_defaults(max_new_tokens=128)
+    _add_model_args(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="recover payloads from codec transcripts")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--codec", default=None, help="default: each transcript's meta.codec")
+    p.add_argument("--key-file", required=True)
+    _add_model_args(p)
+    p.set_defaults(func=cmd_decode)
+
     p = sub.add_parser("validate", help="check transcript files and summarise them")
     p.add_argument("files", nargs="+", help="transcript JSONL files (native or chat form)")
     p.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES)
@@ -149,7 +245,7 @@ def _usage_error(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("n", "max_new_tokens", "batch_size"):
+    for name in ("n", "max_new_tokens", "batch_size", "payload_bits"):
         if getattr(args, name, 1) < 1:
             return _usage_error(f"--{name.replace('_', '-')} must be at least 1")
     if getattr(args, "temperature", 0) < 0:
@@ -161,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     except RecordError as err:
         print(f"latentcode {args.command}: {err}\nnothing was written.", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (LMNotFoundError, PayloadError) as err:
+    except (LMNotFoundError, PayloadError, CodecError) as err:
         print(f"latentcode {args.command}: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

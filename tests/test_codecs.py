@@ -1,13 +1,13 @@
-"""Reference codecs (issue 3, in progress): framing, the Discop kernel, and decode safety."""
+"""Reference codecs: framing, kernels, decode safety, and round trips on the embedded model."""
 
+import dataclasses
 import random
 
 import numpy as np
 import pytest
-import torch
 from scipy.stats import chisquare
 
-from latentcode.codecs import make_codec
+from latentcode.codecs import CODECS, make_codec
 from latentcode.codecs.base import CodecError, RowState, token_table
 from latentcode.codecs.discop import Discop, _Tree
 from latentcode.codecs.framing import ChannelBits, FrameReader, frame_bits
@@ -21,11 +21,13 @@ def test_frame_round_trip_and_crc():
     channel = ChannelBits(frame_bits(payload), KEY, "id-1")
     bits = channel.take(0, len(frame_bits(payload)))
     assert FrameReader(KEY, "id-1").read(bits) == (True, payload, payload)
-    complete, verified, _ = FrameReader(b"other key", "id-1").read(bits)
-    assert verified is None
+    assert FrameReader(b"other key", "id-1").read(bits)[1] is None
     flipped = bits[:20] + [1 - bits[20]] + bits[21:]
     assert FrameReader(KEY, "id-1").read(flipped)[1] is None
-    assert FrameReader(KEY, "id-1").read(bits[:30]) == (False, None, payload[:14])
+    assert FrameReader(KEY, "id-1").read(bits[:30]) == (False, None, payload[:6])
+    assert FrameReader.needed(FrameReader(KEY, "id-1").unmask(bits[:24])) == len(bits)
+    bad_header = bits[:23] + [1 - bits[23]]
+    assert FrameReader.needed(FrameReader(KEY, "id-1").unmask(bad_header)) == 0
 
 
 def test_channel_bits_look_uniform_even_for_constant_payloads():
@@ -76,27 +78,95 @@ def test_token_table_is_byte_exact(tiny):
     assert table.special[tiny.tokenizer.convert_tokens_to_ids("<|im_end|>")]
 
 
+def _sender_state(seed, bits=None):
+    st = RowState(KEY, f"s-{seed}", channel=ChannelBits(frame_bits("1" * 8), KEY, str(seed)),
+                  frame_len=56)
+    rnd = random.Random(seed)
+    st.channel._bits = bits or [rnd.getrandbits(1) for _ in range(400)]
+    return st
+
+
+@pytest.mark.parametrize("name", ["huffman", "arithmetic"])
+def test_kernel_round_trip_through_the_receiver(name, tiny):
+    """encode_step then decode_step on the same distributions gives back the channel bits."""
+    codec, table = make_codec(name), token_table(tiny)
+    rng = np.random.default_rng(1)
+    sender = _sender_state(0)
+    receiver = RowState(KEY, "s-0", receiving=True)
+    received: list[int] = []
+    for step in range(40):
+        p = np.zeros(len(table.bytes))
+        support = rng.choice(np.flatnonzero(~table.special), size=50, replace=False)
+        p[support] = rng.dirichlet(np.ones(50) * 0.5)
+        token = codec.encode_step(p, sender, table)
+        text = table.bytes[token]
+        options = [o for o in codec.decode_step(p, receiver, table, text, 0) if o[0] == token]
+        assert len(options) == 1
+        _, bits, extra = options[0]
+        received += bits
+        receiver = RowState(KEY, "s-0", receiving=True, step=step + 1, extra=extra)
+    assert len(received) <= sender.sent + 1 and sender.sent > 40
+    assert received[: sender.sent - 2] == sender.channel._bits[: sender.sent - 2]
+    if name == "huffman":
+        assert received == sender.channel._bits[: sender.sent]
+
+
+def test_huffman_is_not_zero_kl():
+    p = np.array([0.6, 0.25, 0.1, 0.05])
+    st = _sender_state(3)
+    make_codec("huffman", k=4).encode_step(p, st, table=None)
+    assert st.kl > 0.01  # codes of length 1, 2, 3, 3 send 0.5/0.25/0.125/0.125
+
+
 @pytest.mark.embedded
-def test_discop_decode_never_returns_wrong_bits(embedded):
+@pytest.mark.parametrize("name", sorted(CODECS))
+def test_round_trip_and_bad_input_on_the_embedded_model(embedded, name):
+    """A few dozen payloads through the text; wrong key, another codec's text, truncated text."""
+    from latentcode.prompts import read_prompts
+
     lm = embedded
     lm.model.double()
     try:
-        codec = make_codec("discop")
-        payloads = random_payloads(3, 24, seed=5)
-        prompts = ["Describe a rainy afternoon.", "Review a pair of running shoes.",
-                   "Write a note to a neighbour about a lost cat."]
-        transcripts = codec.encode(lm, prompts, payloads, KEY, max_new_tokens=80, batch_size=3)
+        codec = make_codec(name)
+        prompts = [p.prompt for p in read_prompts()[::40]][:8] * 3
+        payloads = random_payloads(len(prompts), 24, seed=5)
+        transcripts = codec.encode(lm, prompts, payloads, KEY, max_new_tokens=100, batch_size=24)
         for t, payload in zip(transcripts, payloads):
-            assert t.meta["complete"] and t.meta["bits_embedded"] == 24 + 48
-            assert t.meta["kl_nats"] == 0.0 and t.meta["entropy_bits"] > 24 + 48
+            assert t.meta["complete"] and t.meta["bits_embedded"] == 24 + 56
+            assert (t.meta["kl_nats"] == 0.0) == (name in ("discop", "sparsamp"))
             result = codec.decode(lm, t, KEY)
-            # ok means CRC-verified bits; anything else must say so and return no bits
-            assert (result.status == "ok") == (result.bits is not None)
-            assert result.bits in (None, payload)
-            wrong = codec.decode(lm, t, b"another key")
-            assert wrong.status != "ok" and wrong.bits is None
-        short = transcripts[0]
-        short.text = short.text[:12]
-        assert codec.decode(lm, short, KEY).status in ("partial", "failed")
+            assert result.status == "ok" and result.bits == payload, result.message
+        victim = transcripts[0]
+        wrong = codec.decode(lm, victim, b"another key")
+        assert wrong.status == "failed" and wrong.bits is None
+        other = next(n for n in sorted(CODECS) if n != name)
+        foreign = make_codec(other).encode(lm, prompts[:1], payloads[:1], KEY, ids=[victim.id],
+                                           max_new_tokens=100)[0]
+        assert codec.decode(lm, foreign, KEY).bits is None
+        short = dataclasses.replace(victim, text=victim.text[:10])
+        cut = codec.decode(lm, short, KEY)
+        assert cut.status in ("partial", "failed") and cut.bits is None
     finally:
         lm.model.float()
+
+
+@pytest.mark.embedded
+def test_encode_and_decode_commands(tmp_path, capsys):
+    from latentcode.cli import main
+
+    key, other = tmp_path / "k", tmp_path / "other"
+    key.write_bytes(b"shared secret")
+    other.write_bytes(b"not the key")
+    out = tmp_path / "stego.jsonl"
+    common = ["--codec", "huffman", "--n", "2", "--payload-bits", "8", "--quiet"]
+    assert main(["encode", *common, "--key-file", str(key), "--out", str(out),
+                 "--max-new-tokens", "48"]) == 0
+    assert main(["decode", "--key-file", str(key), str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ok 2; mean bit accuracy 1.000" in printed
+    assert main(["decode", "--key-file", str(other), str(out)]) == 0
+    assert "ok" not in capsys.readouterr().out.split("transcripts:")[1]
+    too_long = tmp_path / "too_long.jsonl"
+    assert main(["encode", *common[:4], "--payload-bits", "2000", "--key-file", str(key),
+                 "--out", str(too_long), "--max-new-tokens", "6", "--quiet"]) == 2
+    assert "ended before their payload" in capsys.readouterr().err and not too_long.exists()

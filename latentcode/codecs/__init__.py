@@ -4,10 +4,14 @@ Each codec is one module; :data:`CODECS` maps names to classes so that a config,
 report can rebuild a codec from its name and parameters.
 """
 
+from .arithmetic import Arithmetic
 from .base import Codec, CodecError, DecodeResult, token_table
 from .discop import Discop
+from .huffman import Huffman
+from .meteor import Meteor
+from .sparsamp import SparSamp
 
-CODECS: dict[str, type[Codec]] = {cls.name: cls for cls in (Discop,)}
+CODECS: dict[str, type[Codec]] = {cls.name: cls for cls in (Huffman, Arithmetic, Meteor, Discop, SparSamp)}
 
 
 def make_codec(name: str, **params) -> Codec:

@@ -22,6 +22,8 @@ where the batched and single-row results agree.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -36,9 +38,13 @@ from ..lm import LM
 from ..payload import KeyedStream, PayloadError, bit_accuracy
 from ..prompts import Prompt
 from ..transcripts import Transcript
-from .framing import ChannelBits, FrameReader, frame_bits
+from .framing import CRC_BITS, HEADER_BITS, ChannelBits, FrameReader, frame_bits
 
 LN2 = math.log(2)
+# No token carries more than log2(vocab) < 18 bits, and every token has at least one byte, so a
+# frame asking for more than this many bits per remaining byte is a wrong reading.
+MAX_BITS_PER_BYTE = 18
+LOOKAHEAD = 4  # ambiguous readings ranked by a one-step lookahead (the rest by probability)
 
 
 class CodecError(ValueError):
@@ -172,7 +178,7 @@ def matching(table: TokenTable, candidates, text: bytes, cursor: int) -> list[in
 def prefix_free(table: TokenTable, tokens) -> bool:
     """True when no token's bytes are a prefix of another's (so the text picks one)."""
     ordered = sorted(table.bytes[t] for t in tokens)
-    return all(not b.startswith(a) for a, b in zip(ordered, ordered[1:]))
+    return all(not b.startswith(a) for a, b in itertools.pairwise(ordered))
 
 
 def prefix_pools(table: TokenTable, tokens: Sequence[int]) -> list[list[int]]:
@@ -235,12 +241,11 @@ class RowState:
 Option = tuple[int, list[int], dict]
 
 
-def keyed_choice(p: np.ndarray, tokens: Sequence[int], u: float) -> int:
-    """Inverse-CDF pick among ``tokens`` with weights ``p[tokens]`` at uniform ``u``."""
-    w = np.asarray([p[t] for t in tokens], dtype=np.float64)
-    cdf = np.cumsum(w)
-    i = int(np.searchsorted(cdf, u * cdf[-1], side="right"))
-    return tokens[min(i, len(tokens) - 1)]
+def positions(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Index of each token id in ``tokens`` (-1 where absent): a vectorised reverse lookup."""
+    out = np.full(vocab_size, -1, dtype=np.int64)
+    out[tokens] = np.arange(len(tokens))
+    return out
 
 
 @dataclass
@@ -257,6 +262,8 @@ class DecodeResult:
     recovered: str
     message: str
     tokens: int = 0
+    backtracks: int = 0
+    forward_tokens: int = 0  # tokens the model computed while searching (cost)
 
     def accuracy(self, true_payload: str) -> float:
         return bit_accuracy(true_payload, self.bits if self.bits is not None else self.recovered)
@@ -291,16 +298,27 @@ class Codec(ABC):
 
     def plain_step(self, p: np.ndarray, state: RowState) -> int:
         """After the frame: ordinary sampling with keyed randomness (no bits)."""
-        return keyed_choice(p, np.flatnonzero(p > 0).tolist(), state.rng("plain").uniform())
+        cdf = np.cumsum(p)
+        i = int(np.searchsorted(cdf, state.rng("plain").uniform() * cdf[-1], side="right"))
+        return min(i, int(np.flatnonzero(p > 0)[-1]))  # the first token whose mass covers u
 
     # -- shared loops
+    def in_flight_bits(self, state: RowState) -> float:
+        """Information already fixed by the tokens but not yet a whole channel bit (a codec
+        that decodes bits in blocks or intervals overrides this); counted in capacity only."""
+        return 0.0
+
     def _probs(self, logits: torch.Tensor, state: RowState, table: TokenTable,
-               stop_ids: list[int]) -> np.ndarray:
+               stop_ids: list[int], *, final: bool = False) -> np.ndarray:
+        """The step distribution both sides use: valid UTF-8 continuations only; no stop while
+        a frame is being embedded or read, nor inside a character; on the last step after the
+        frame, a token that finishes the character (so no bytes of the text are dropped)."""
         allowed = table.allowed(state.utf8).copy()
-        if state.embedding or state.receiving:
-            allowed[stop_ids] = False  # the frame is never cut short by a stop token
-        else:
-            allowed[stop_ids] = True
+        if final and not (state.embedding or state.receiving):
+            ends = allowed & (table.utf8_next[state.utf8] == 0)
+            if ends.any():
+                allowed = ends
+        allowed[stop_ids] = not (state.embedding or state.receiving) and state.utf8 == 0
         return step_probs(logits.detach().cpu().numpy(), self.temperature, self.top_p, allowed)
 
     def encode(
@@ -333,13 +351,15 @@ class Codec(ABC):
             states.append(RowState(key, ids[i], channel=ChannelBits(frame, key, ids[i]),
                                    frame_len=len(frame)))
         embedded_steps = [0] * len(states)
+        text_bytes = [0] * len(states)
+        frame_end: list[int | None] = [None] * len(states)  # bytes of text the frame needs
 
         def choose(logits, rows, step):
             out = []
             for j, r in enumerate(rows):
                 st = states[r]
                 st.step = step
-                p = self._probs(logits[j], st, table, stop_ids)
+                p = self._probs(logits[j], st, table, stop_ids, final=step == max_new_tokens - 1)
                 if st.embedding:
                     st.entropy += entropy_bits(p)
                     embedded_steps[r] += 1
@@ -348,6 +368,10 @@ class Codec(ABC):
                     token = self.plain_step(p, st)
                 if token not in stop_ids:
                     st.utf8 = int(table.utf8_next[st.utf8, token])
+                    if st.embedding or frame_end[r] is None:
+                        text_bytes[r] += len(table.bytes[token])
+                    if not st.embedding and frame_end[r] is None:
+                        frame_end[r] = text_bytes[r]
                 out.append(token)
             return out
 
@@ -356,11 +380,16 @@ class Codec(ABC):
                            batch_size=batch_size, progress=f"encoding ({self.name})" if progress else False)
         out = []
         for i, (prompt, gen, st) in enumerate(zip(prompts, gens, states)):
-            raw = b"".join(table.bytes[t] for t in gen.tokens)
+            raw = b"".join(table.bytes[t] for t in gen.tokens if t not in stop_ids)
+            text = raw.decode("utf-8", errors="ignore")  # only a cut final character is lost
             n_payload = len(payloads[i])
-            complete = st.sent >= st.frame_len
+            complete = st.sent >= st.frame_len and len(text.encode("utf-8")) >= frame_end[i]
+            if not text:
+                raise CodecError(
+                    f"response {i} ({ids[i]}) has no complete character in {len(gen.tokens)} "
+                    "tokens: raise max_new_tokens")
             out.append(Transcript(
-                id=ids[i], prompt=prompt.prompt, text=raw.decode("utf-8", errors="ignore"),
+                id=ids[i], prompt=prompt.prompt, text=text,
                 label=1, payload=payloads[i], source=self.name,
                 meta={
                     "codec": self.name, "codec_params": self.params(), "model": lm.name,
@@ -370,6 +399,8 @@ class Codec(ABC):
                     "payload_bits": n_payload,
                     "frame_bits": st.frame_len,
                     "bits_embedded": min(st.sent, st.frame_len),
+                    "bits_in_flight": round(self.in_flight_bits(st), 6)
+                    if st.sent < st.frame_len else 0.0,
                     "embedding_tokens": embedded_steps[i],
                     "entropy_bits": round(st.entropy, 6),
                     "kl_nats": round(st.kl, 9),
@@ -380,73 +411,220 @@ class Codec(ABC):
 
     @torch.inference_mode()
     def decode(self, lm: LM, transcript: Transcript, key: bytes, *,
-               max_backtracks: int = 64) -> DecodeResult:
+               max_backtracks: int = 512, max_forward_tokens: int | None = None) -> DecodeResult:
         """Recover the payload from the transcript's text, prompt and id (never its tokens).
 
-        A depth-first search over the tokens that match the text: almost always a single
-        path; where the text is ambiguous for this codec, wrong branches die at the next
-        steps or at the CRC, and the search backs up (at most ``max_backtracks`` times).
+        Tokenizers are not injective, so more than one token the sender could have sent may
+        match the text at a step. The receiver follows the most likely reading (ranked by a
+        one-step lookahead) and keeps the others; when a reading dies (no token fits the text,
+        a frame header that fails its check, a CRC mismatch) it resumes the kept alternative
+        with the smallest likelihood deficit over all steps (a best-first, limited-discrepancy
+        search), at most ``max_backtracks`` times (a quarter of that while no reading has passed
+        the frame header's check, as with a wrong key) and within ``max_forward_tokens`` tokens
+        of model computation (default: 16 times the text's length in bytes, plus 512).
         """
         _require_float64(lm)
         table, stop_ids = token_table(lm), lm.stop_ids
         text = transcript.text.encode("utf-8")
         reader = FrameReader(key, transcript.id)
-        prompt = lm.prompt_ids([transcript.prompt])[0]
+        model = _Speculator(lm, lm.prompt_ids([transcript.prompt])[0], table, text)
+        budget = max_forward_tokens if max_forward_tokens is not None else 16 * len(text) + 512
 
-        def step(token: int, keep: int):
-            """Logits after the first ``keep`` cached positions plus ``token`` (cache reused)."""
-            drop = cache.get_seq_length() - keep
-            if drop > 0:
-                cache.crop(-drop)
-            return lm.model(input_ids=torch.tensor([[token]], device=lm.device),
-                            past_key_values=cache, use_cache=True)
+        def child_state(parent: RowState, token: int, extra: dict) -> RowState:
+            return RowState(key, transcript.id, receiving=True, step=parent.step + 1,
+                            utf8=int(table.utf8_next[parent.utf8, token]), extra=extra)
 
-        # each frame: (state, path tokens, channel bits, cursor, untried options)
-        out = lm.model(input_ids=torch.tensor([prompt], device=lm.device), use_cache=True)
-        cache = out.past_key_values
-        root = RowState(key, transcript.id, receiving=True)
-        stack: list = []
+        def rank(options, p, state, path, bits, cursor) -> list[tuple[float, Option]]:
+            """Score readings by p(token) times the mass of next tokens the sender could have
+            sent that also fit the text; a reading with none is dropped. Options come most
+            likely first, and a score never exceeds p(token), so the lookahead stops as soon as
+            no later option can beat the best score (the ranking's winner is unchanged)."""
+            scored, best = [], 0.0
+            for i, option in enumerate(options):
+                token, carried, extra = option
+                prior = float(p[token])
+                nxt = cursor + len(table.bytes[token])
+                # after the frame's last bit the sender samples freely: nothing to look ahead at
+                if (i >= LOOKAHEAD or prior <= best or nxt >= len(text)
+                        or reader.read(bits + carried)[0]):
+                    scored.append((prior, option))
+                    continue
+                child = child_state(state, token, extra)
+                p2 = self._probs(model.logits(path + [token], speculate=False), child, table,
+                                 stop_ids)
+                try:
+                    follow = self.decode_step(p2, child, table, text, nxt)
+                except _NoMatch:
+                    follow = []
+                mass = sum(float(p2[t]) for t, _, _ in follow)
+                if mass > 0:
+                    scored.append((prior * mass, option))
+                    best = max(best, prior * mass)
+            return sorted(scored, key=lambda so: -so[0])
+
+        # (deficit, tie, parent state, parent path, parent bits, parent cursor, option)
+        alternatives: list = []
+        counter = itertools.count()
+        state, path, bits, cursor, deficit = RowState(key, transcript.id, receiving=True), [], [], 0, 0.0
         best_partial, failure, backtracks = "", "the text matches no token", 0
-        state, path, bits, cursor = root, [], [], 0
+        header_passed = False
         while True:
             complete, payload, recovered = reader.read(bits)
             if len(recovered) > len(best_partial):
                 best_partial = recovered
-            options: list[Option] = []
             if complete and payload is not None:
-                return DecodeResult("ok", payload, payload, "CRC verified", len(path))
-            if complete:
+                return DecodeResult("ok", payload, payload, "CRC verified", len(path),
+                                    backtracks, model.computed)
+            needed = FrameReader.needed(reader.unmask(bits))
+            header_passed = header_passed or bool(needed)
+            scored = []
+            if needed == 0:
+                failure = "frame header failed its check"
+            elif complete:
                 failure = "CRC mismatch"
+            elif needed is not None and needed - len(bits) > MAX_BITS_PER_BYTE * (len(text) - cursor):
+                failure = f"frame length {needed - HEADER_BITS - CRC_BITS} cannot fit in the text"
             elif cursor >= len(text):
                 failure = "text ended before the frame did"
+                if needed:  # a reading that passed the header check ran out of text: truncated
+                    break
+            elif model.computed > budget:
+                failure = f"search budget of {budget} forward tokens spent"
+                break
             else:
-                p = self._probs(out.logits[0, -1], state, table, stop_ids)
+                p = self._probs(model.logits(path), state, table, stop_ids)
                 try:
                     options = self.decode_step(p, state, table, text, cursor)
                 except _NoMatch as err:
-                    failure = f"byte {cursor}: {err}"
-            if options:
-                stack.append((state, path, bits, cursor, options))
-            elif stack:
+                    options, failure = [], f"byte {cursor}: {err}"
+                scored = rank(options, p, state, path, bits, cursor) if len(options) > 1 else \
+                    [(1.0, o) for o in options]
+                if not scored and options:
+                    failure = f"byte {cursor}: no reading continues the text"
+                elif not options and failure.startswith("the text"):
+                    failure = f"byte {cursor}: no token the sender could have sent fits the text"
+            if scored:
+                # the tokenizer's own reading of the text goes first when it is possible: it
+                # is the sender's far more often than a lookahead score alone can tell
+                canonical = model.canonical(path)
+                at = next((i for i, (_, o) in enumerate(scored) if o[0] == canonical), 0)
+                best = scored[0][0]
+                scored.insert(0, scored.pop(at))
+                for score, option in scored[1:]:
+                    gap = math.log(best / score) if score > 0 else math.inf
+                    heapq.heappush(alternatives, (deficit + gap, next(counter), state, path, bits,
+                                                  cursor, option))
+                parent, ppath, pbits, pcursor, option = state, path, bits, cursor, scored[0][1]
+            else:
+                # a wrong key fails the header check on every reading: give up sooner then
+                limit = max_backtracks if header_passed else max(1, max_backtracks // 4)
+                if not alternatives or backtracks >= limit:
+                    break
                 backtracks += 1
-            # take the next untried option, backing up past exhausted frames
-            while stack and not stack[-1][4]:
-                stack.pop()
-            if not stack or backtracks > max_backtracks:
-                break
-            parent, ppath, pbits, pcursor, popts = stack[-1]
-            token, carried, extra = popts.pop(0)
-            state = RowState(key, transcript.id, receiving=True, step=parent.step + 1,
-                             utf8=int(table.utf8_next[parent.utf8, token]), extra=extra)
-            path, bits, cursor = ppath + [token], pbits + carried, pcursor + len(table.bytes[token])
-            out = step(token, keep=len(prompt) + len(ppath))
+                deficit, _, parent, ppath, pbits, pcursor, option = heapq.heappop(alternatives)
+            token, carried, extra = option
+            state = child_state(parent, token, extra)
+            path, bits = ppath + [token], pbits + carried
+            cursor = pcursor + len(table.bytes[token])
         if best_partial and failure == "text ended before the frame did":
             return DecodeResult("partial", None, best_partial,
                                 f"{failure} (truncated text?): {len(best_partial)} payload bits "
-                                "recovered, unverified", len(path))
+                                "recovered, unverified", len(path), backtracks, model.computed)
         return DecodeResult("failed", None, best_partial,
                             f"{failure}: wrong key, another codec's text, or edited text",
-                            len(path))
+                            len(path), backtracks, model.computed)
+
+
+class _Speculator:
+    """The receiver's model calls, made cheap by guessing the sender's tokens.
+
+    Most of the time the sender's tokens are what the tokenizer would produce for the text, so
+    the receiver runs the model once over a whole chunk of that guess (a matrix product per
+    layer instead of one vector product per token) and serves each step's logits from it. When
+    a reading leaves the guess, the cache is cropped back to the common prefix and a new chunk
+    is guessed from there. Single-token lookaheads do not disturb the stored guess.
+    """
+
+    CHUNK = 64
+
+    def __init__(self, lm: LM, prompt: list[int], table: TokenTable, text: bytes):
+        self.lm, self.prompt, self.table, self.text = lm, prompt, table, text
+        out = lm.model(input_ids=torch.tensor([prompt], device=lm.device), use_cache=True)
+        self.cache, self.cached = out.past_key_values, []  # tokens after the prompt in the cache
+        self.root = out.logits[0, -1]
+        self.guess: list[int] = []  # the guessed path whose logits rows are stored
+        self.rows, self.base = self.root[None], 0  # rows[i]: after prompt + guess[:base + i]
+        self.chunk, self.used = self.CHUNK, 0
+        self.computed = len(prompt)
+
+    def _forward(self, path: list[int], extra: list[int]) -> torch.Tensor:
+        """Logits rows after prompt + path[:n] for n = len(path) ... len(path + extra)."""
+        common = 0
+        for a, b in zip(self.cached, path):
+            if a != b:
+                break
+            common += 1
+        if common == len(path) and common > 0:
+            common -= 1  # the row after path itself is needed: recompute its last token
+        drop = self.cache.get_seq_length() - (len(self.prompt) + common)
+        if drop > 0:
+            self.cache.crop(-drop)
+        feed = path[common:] + extra
+        if not feed:
+            return self.root[None]
+        out = self.lm.model(input_ids=torch.tensor([feed], device=self.lm.device),
+                            past_key_values=self.cache, use_cache=True)
+        self.cached = path[:common] + feed
+        self.computed += len(feed)
+        if not path:
+            return torch.cat([self.root[None], out.logits[0]])
+        return out.logits[0, len(path) - common - 1:]
+
+    def _continuation(self, cursor: int) -> list[int]:
+        """The tokenizer's reading of the text from ``cursor``, cut to one chunk."""
+        rest = self.text[cursor:cursor + 8 * self.CHUNK]
+        for cut in range(4):  # the slice may end inside a character
+            try:
+                head = rest[:len(rest) - cut].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            ids = self.lm.tokenizer(head, add_special_tokens=False)["input_ids"]
+            if b"".join(self.table.bytes[i] for i in ids) == head.encode("utf-8"):
+                return ids[: self.CHUNK]
+            break
+        ids, at = [], 0  # greedy longest match over bytes (cursor inside a character)
+        while at < len(rest) and len(ids) < self.CHUNK:
+            found = self.table.prefixes_of(rest, at)
+            if not found:
+                break
+            ids.append(found[0])
+            at += len(self.table.bytes[found[0]])
+        return ids
+
+    def canonical(self, path: list[int]) -> int | None:
+        """The guessed next token after ``path``, if ``path`` follows the guess."""
+        n = len(path)
+        if n < len(self.guess) and self.guess[:n] == path:
+            return self.guess[n]
+        return None
+
+    def logits(self, path: list[int], *, speculate: bool = True) -> torch.Tensor:
+        n = len(path)
+        if self.base <= n < self.base + len(self.rows) and self.guess[:n] == path:
+            self.used = max(self.used, n - self.base)
+            return self.rows[n - self.base]
+        if not speculate:
+            return self._forward(path, [])[-1]
+        # guesses that keep failing early get shorter, guesses used to the end longer
+        if self.used + 1 >= len(self.rows):
+            self.chunk = min(self.CHUNK, 2 * self.chunk)
+        elif self.used < len(self.rows) // 2:
+            self.chunk = max(2, self.chunk // 2)
+        self.used = 0
+        cursor = sum(len(self.table.bytes[t]) for t in path)
+        guess = self._continuation(cursor)[: self.chunk]
+        self.rows, self.guess, self.base = self._forward(path, guess), path + guess, n
+        return self.rows[0]
 
 
 class _NoMatch(Exception):

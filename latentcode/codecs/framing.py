@@ -1,9 +1,10 @@
 """What a codec actually embeds: a self-checking frame, masked with a keyed stream.
 
-    frame = 16-bit payload length | payload | CRC-32 of (length, payload)
+    frame = 16-bit payload length | 8-bit check of the length | payload | CRC-32 of all before
     channel bit i = frame bit i XOR keystream bit i   (after the frame: keystream bits)
 
-The CRC lets a decoder say "these bits are right" or "I could not recover them" instead of
+The length check lets a receiver drop a wrong reading (wrong key, a misread token) after 24
+bits instead of at the end of a frame whose length it misread; the CRC lets a decoder say "these bits are right" or "I could not recover them" instead of
 returning wrong bits silently (wrong key, another codec's text, edited or truncated text).
 The mask makes the embedded bits look uniform, which every codec here assumes (Ziegler et al.
 2019 encrypt the message for the same reason), and it ties decoding to the key.
@@ -16,6 +17,8 @@ import zlib
 from ..payload import KeyedStream, PayloadError, bits_to_bytes, check_bits
 
 LENGTH_BITS = 16
+CHECK_BITS = 8
+HEADER_BITS = LENGTH_BITS + CHECK_BITS
 CRC_BITS = 32
 MAX_PAYLOAD_BITS = (1 << LENGTH_BITS) - 1
 
@@ -28,12 +31,17 @@ def frame_bits(payload: str) -> str:
     check_bits(payload)
     if len(payload) > MAX_PAYLOAD_BITS:
         raise PayloadError(f"payload of {len(payload)} bits exceeds {MAX_PAYLOAD_BITS} bits")
-    head = f"{len(payload):0{LENGTH_BITS}b}" + payload
+    head = _header(len(payload)) + payload
     return head + _crc(head)
 
 
+def _header(n: int) -> str:
+    length = f"{n:0{LENGTH_BITS}b}"
+    return length + _crc(length)[-CHECK_BITS:]
+
+
 def frame_length(payload_bits: int) -> int:
-    return LENGTH_BITS + payload_bits + CRC_BITS
+    return HEADER_BITS + payload_bits + CRC_BITS
 
 
 def mask_stream(key: bytes, nonce: str) -> KeyedStream:
@@ -79,10 +87,14 @@ class FrameReader:
 
     @staticmethod
     def needed(frame: str) -> int | None:
-        """Total frame bits expected, known once the length field has arrived."""
-        if len(frame) < LENGTH_BITS:
+        """Total frame bits expected, once a header has arrived: None before that, and 0 when
+        the header fails its check (this reading of the text is wrong)."""
+        if len(frame) < HEADER_BITS:
             return None
-        return frame_length(int(frame[:LENGTH_BITS], 2))
+        n = int(frame[:LENGTH_BITS], 2)
+        if n == 0 or frame[:HEADER_BITS] != _header(n):
+            return 0
+        return frame_length(n)
 
     def read(self, channel_bits: list[int]) -> tuple[bool, str | None, str]:
         """(complete, verified payload or None, payload bits recovered so far)."""
@@ -90,10 +102,12 @@ class FrameReader:
         needed = self.needed(frame)
         if needed is None:
             return False, None, ""
-        n = needed - LENGTH_BITS - CRC_BITS
-        partial = frame[LENGTH_BITS:LENGTH_BITS + n]
+        if needed == 0:
+            return True, None, ""
+        n = needed - HEADER_BITS - CRC_BITS
+        partial = frame[HEADER_BITS:HEADER_BITS + n]
         if len(frame) < needed:
             return False, None, partial
-        head = frame[:LENGTH_BITS + n]
-        ok = n > 0 and _crc(head) == frame[LENGTH_BITS + n:needed]
+        head = frame[:HEADER_BITS + n]
+        ok = _crc(head) == frame[HEADER_BITS + n:needed]
         return True, (partial if ok else None), partial
