@@ -63,12 +63,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--top-p", default="1.0,0.95")
     parser.add_argument("--codecs", default=",".join(CODECS))
+    parser.add_argument("--codec-params", default="{}",
+                        help='JSON per codec, e.g. \'{"sparsamp": {"block_bits": 128}}\'')
     parser.add_argument("--decode-n", type=int, default=10)
     parser.add_argument("--decode-bits", type=int, default=64)
     parser.add_argument("--model", default=None)
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
 
+    codec_params = json.loads(args.codec_params)
     lm = load_lm(args.model, dtype=torch.float64)
     pool = read_prompts()
     rng = np.random.default_rng(0)
@@ -90,7 +93,7 @@ def main() -> None:
         rows.append({"codec": "plain", "top_p": top_p, "tokens": plain_tokens,
                          "s_per_token": plain_s / plain_tokens, "ratio": 1.0})
         for name in args.codecs.split(","):
-            codec = make_codec(name, top_p=top_p)
+            codec = make_codec(name, top_p=top_p, **codec_params.get(name, {}))
             started = time.perf_counter()
             ts = codec.encode(lm, prompts, long_payloads, KEY, max_new_tokens=args.max_new_tokens,
                               batch_size=args.batch_size)
@@ -112,7 +115,7 @@ def main() -> None:
                     decoded += codec.decode(lm, t, KEY).bits == payload
                 decode_s = (time.perf_counter() - started) / max(1, args.decode_n)
             rows.append({
-                "codec": name, "top_p": top_p, "tokens": tokens, "bits_per_token": bits / steps,
+                "codec": name, "params": codec.params(), "top_p": top_p, "tokens": tokens, "bits_per_token": bits / steps,
                 "utilization": bits / entropy, "entropy_per_token": entropy / steps,
                 "kl_per_token": kl / steps, "dlogp": float(lp.mean() - plain_lp.mean()), "dlogp_2se": 2 * se,
                 "s_per_token": elapsed / tokens, "ratio": (elapsed / tokens) / (plain_s / plain_tokens),
