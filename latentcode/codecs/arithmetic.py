@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .base import Codec, CodecError, Option, RowState, TokenTable, positions
+from .base import Codec, CodecError, Option, RowState, TokenTable, positions, quantize, quantized_kl
 
 PRECISION = 32
 FULL = (1 << PRECISION) - 1
@@ -41,20 +41,7 @@ class Arithmetic(Codec):
 
     def quantize(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Tokens (most likely first) and their integer frequencies summing to 2**freq_bits."""
-        order = np.flatnonzero(p > 0)
-        order = order[np.argsort(-p[order], kind="stable")]
-        if self.top_k:
-            order = order[: self.top_k]
-        total = 1 << self.freq_bits
-        freqs = np.floor(p[order] / p[order].sum() * total).astype(np.int64)
-        keep = freqs > 0
-        order, freqs = order[keep], freqs[keep]
-        freqs[0] += total - int(freqs.sum())
-        return order, freqs
-
-    def _kl(self, p: np.ndarray, tokens: np.ndarray, freqs: np.ndarray) -> float:
-        q = freqs / float(1 << self.freq_bits)
-        return float(np.sum(q * (np.log(q) - np.log(p[tokens]))))
+        return quantize(p, self.freq_bits, top_k=self.top_k)
 
     def in_flight_bits(self, state: RowState) -> float:
         """Underflow bits pending, and what the current interval's width already pins down."""
@@ -74,7 +61,7 @@ class Arithmetic(Codec):
             value = int("".join(map(str, state.channel.take(0, PRECISION))), 2)
             ac.update(low=0, high=FULL, value=value, next_bit=PRECISION, pending=0)
         tokens, freqs = self.quantize(p)
-        state.kl += self._kl(p, tokens, freqs)
+        state.kl += quantized_kl(p, tokens, freqs)
         cum = np.concatenate([[0], np.cumsum(freqs)])
         total = int(cum[-1])
         low, high, value = ac["low"], ac["high"], ac["value"]

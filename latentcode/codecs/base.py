@@ -3,18 +3,17 @@
 A codec is defined by two per-step functions over the model's next-token distribution:
 
 - ``encode_step(p, state) -> token``: choose a token that carries channel bits;
-- ``decode_step(p, state, text, cursor) -> token``: find which token the sender chose, from the
-  *text* at ``cursor`` (bytes), and push the bits it carried into ``state.reader``.
+- ``decode_step(p, state, table, text, cursor) -> options``: every token the sender could have
+  chosen that matches the *text* at ``cursor`` (bytes), with the channel bits each carried.
 
 Everything else lives here: the batched encoding loop (one forward pass per step for the whole
 batch, KV cache kept, via :func:`latentcode.generation.decode_loop`), the single-transcript
-decoding loop, framing (length + CRC, see :mod:`framing`), and the token tables.
+decoding search, framing (length, check, CRC: see :mod:`framing`), and the token tables.
 
 Decoding works from text, never from saved token ids. Tokenizers are not injective (``" the"``
-then ``"m"`` and ``" them"`` give the same text), so a decoder cannot simply re-tokenize. Our
-codecs make each step's choice identifiable from the text instead: the set of tokens a sender
-could have picked carries bits only when no member is a byte-prefix of another, so at most one
-of them matches the text at the cursor (see each codec for how it keeps that property). Exact
+then ``"m"`` and ``" them"`` give the same text), so a decoder cannot simply re-tokenize.
+:meth:`Codec.decode` searches the readings instead: the tokenizer's reading first, the others
+ranked by a one-step lookahead, backtracking best-first until a frame verifies. Exact
 decoding also needs the receiver's distributions to equal the sender's bit for bit; float32
 matrix products on CPU change slightly with the batch shape, so codecs run the LM in float64,
 where the batched and single-row results agree.
@@ -35,7 +34,7 @@ import torch
 
 from ..generation import decode_loop
 from ..lm import LM
-from ..payload import KeyedStream, PayloadError, bit_accuracy
+from ..payload import KeyedStream, bit_accuracy
 from ..prompts import Prompt
 from ..transcripts import Transcript
 from .framing import CRC_BITS, HEADER_BITS, ChannelBits, FrameReader, frame_bits
@@ -165,47 +164,34 @@ def step_probs(logits: np.ndarray, temperature: float, top_p: float, allowed: np
     return p
 
 
+def quantize(p: np.ndarray, freq_bits: int, *, by_probability: bool = True,
+             top_k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens and integer frequencies summing to ``2**freq_bits`` (the interval codecs' view of
+    ``p``): most likely first unless ``by_probability`` is False (token-id order), at most
+    ``top_k`` tokens (0 = all), tokens that round to zero dropped, the rounding remainder given
+    to the largest frequency."""
+    tokens = np.flatnonzero(p > 0)
+    if by_probability:
+        tokens = tokens[np.argsort(-p[tokens], kind="stable")]
+    if top_k:
+        tokens = tokens[:top_k]
+    total = 1 << freq_bits
+    freqs = np.floor(p[tokens] / p[tokens].sum() * total).astype(np.int64)
+    keep = freqs > 0
+    tokens, freqs = tokens[keep], freqs[keep]
+    freqs[int(np.argmax(freqs))] += total - int(freqs.sum())
+    return tokens, freqs
+
+
+def quantized_kl(p: np.ndarray, tokens: np.ndarray, freqs: np.ndarray) -> float:
+    """KL(quantized distribution || p), nats."""
+    q = freqs / float(freqs.sum())
+    return float(np.sum(q * (np.log(q) - np.log(p[tokens]))))
+
+
 def entropy_bits(p: np.ndarray) -> float:
     nz = p[p > 0]
     return float(-(nz * np.log2(nz)).sum())
-
-
-def matching(table: TokenTable, candidates, text: bytes, cursor: int) -> list[int]:
-    """Candidates whose bytes appear in ``text`` at ``cursor``."""
-    return [t for t in candidates if table.bytes[t] and text.startswith(table.bytes[t], cursor)]
-
-
-def prefix_free(table: TokenTable, tokens) -> bool:
-    """True when no token's bytes are a prefix of another's (so the text picks one)."""
-    ordered = sorted(table.bytes[t] for t in tokens)
-    return all(not b.startswith(a) for a, b in itertools.pairwise(ordered))
-
-
-def prefix_pools(table: TokenTable, tokens: Sequence[int]) -> list[list[int]]:
-    """Group tokens into pools closed under the byte-prefix relation (Qi et al. 2024, SyncPool).
-
-    Tokens in different pools are never prefixes of each other, so the text at the cursor
-    identifies the pool; the token inside a pool is then picked with shared randomness.
-    """
-    order = sorted(tokens, key=lambda t: table.bytes[t])
-    parent = {t: t for t in tokens}
-
-    def find(t):
-        while parent[t] != t:
-            parent[t] = parent[parent[t]]
-            t = parent[t]
-        return t
-
-    for i, a in enumerate(order):
-        ba = table.bytes[a]
-        for b in order[i + 1:]:
-            if not table.bytes[b].startswith(ba):
-                break
-            parent[find(b)] = find(a)
-    groups: dict[int, list[int]] = {}
-    for t in tokens:  # keep the caller's order inside and across pools
-        groups.setdefault(find(t), []).append(t)
-    return list(groups.values())
 
 
 # ----------------------------------------------------------------------------- state
@@ -452,10 +438,7 @@ class Codec(ABC):
                 child = child_state(state, token, extra)
                 p2 = self._probs(model.logits(path + [token], speculate=False), child, table,
                                  stop_ids)
-                try:
-                    follow = self.decode_step(p2, child, table, text, nxt)
-                except _NoMatch:
-                    follow = []
+                follow = self.decode_step(p2, child, table, text, nxt)
                 mass = sum(float(p2[t]) for t, _, _ in follow)
                 if mass > 0:
                     scored.append((prior * mass, option))
@@ -493,10 +476,7 @@ class Codec(ABC):
                 break
             else:
                 p = self._probs(model.logits(path), state, table, stop_ids)
-                try:
-                    options = self.decode_step(p, state, table, text, cursor)
-                except _NoMatch as err:
-                    options, failure = [], f"byte {cursor}: {err}"
+                options = self.decode_step(p, state, table, text, cursor)
                 scored = rank(options, p, state, path, bits, cursor) if len(options) > 1 else \
                     [(1.0, o) for o in options]
                 if not scored and options:
@@ -627,14 +607,6 @@ class _Speculator:
         return self.rows[0]
 
 
-class _NoMatch(Exception):
-    """No token the sender could have chosen matches the text."""
-
-
-def no_match(message: str) -> _NoMatch:
-    return _NoMatch(message)
-
-
 def _require_float64(lm: LM) -> None:
     dtype = next(lm.model.parameters()).dtype
     if dtype != torch.float64:
@@ -642,9 +614,3 @@ def _require_float64(lm: LM) -> None:
             f"codecs need the model in float64 for exact decoding (got {dtype}): load it with "
             "load_lm(..., dtype=torch.float64) or call lm.model.double()"
         )
-
-
-def check_payloads(payloads: Sequence[str]) -> None:
-    for i, p in enumerate(payloads):
-        if not isinstance(p, str) or not p or set(p) - {"0", "1"}:
-            raise PayloadError(f"payload {i} must be a non-empty string of 0 and 1")

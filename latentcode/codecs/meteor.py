@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Codec, CodecError, Option, RowState, TokenTable, positions
+from .base import Codec, CodecError, Option, RowState, TokenTable, positions, quantize, quantized_kl
 
 
 class Meteor(Codec):
@@ -34,14 +34,7 @@ class Meteor(Codec):
 
     def intervals(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Tokens in layout order and the integer bounds of their intervals (len + 1)."""
-        tokens = np.flatnonzero(p > 0)
-        if self.reorder:
-            tokens = tokens[np.argsort(-p[tokens], kind="stable")]
-        total = 1 << self.precision
-        freqs = np.floor(p[tokens] / p[tokens].sum() * total).astype(np.int64)
-        keep = freqs > 0
-        tokens, freqs = tokens[keep], freqs[keep]
-        freqs[int(np.argmax(freqs))] += total - int(freqs.sum())
+        tokens, freqs = quantize(p, self.precision, by_probability=self.reorder)
         return tokens, np.concatenate([[0], np.cumsum(freqs)])
 
     def _shared_prefix(self, lo: int, hi: int) -> int:
@@ -52,8 +45,7 @@ class Meteor(Codec):
 
     def encode_step(self, p: np.ndarray, state: RowState, table: TokenTable) -> int:
         tokens, bounds = self.intervals(p)
-        q = np.diff(bounds) / float(bounds[-1])
-        state.kl += float(np.sum(q * (np.log(q) - np.log(p[tokens]))))
+        state.kl += quantized_kl(p, tokens, np.diff(bounds))
         mask = self._mask(state)
         bits = [c ^ m for c, m in zip(state.channel.take(state.sent, self.precision), mask)]
         r = int("".join(map(str, bits)), 2)
