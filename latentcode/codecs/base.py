@@ -206,7 +206,7 @@ class RowState:
     channel: ChannelBits | None = None  # sender: the bits to embed
     receiving: bool = False  # receiver: bits come from the text, not from a payload
     sent: int = 0  # sender: channel bits fixed by the tokens so far
-    frame_len: int = 0
+    frame_len: int = 0  # sender: bits of the frame; receiver: known once the header is read
     step: int = 0
     utf8: int = 0
     entropy: float = 0.0  # summed entropy (bits) of the distributions sampled while embedding
@@ -460,6 +460,7 @@ class Codec(ABC):
                                     backtracks, model.computed)
             needed = FrameReader.needed(reader.unmask(bits))
             header_passed = header_passed or bool(needed)
+            state.frame_len = needed or 0  # a codec may size its last block by the frame
             scored = []
             if needed == 0:
                 failure = "frame header failed its check"

@@ -11,6 +11,13 @@ contiguous (cyclic) run of about ``N * p(token)`` of them, re-indexed from 0. Ea
 removes ``-log2 p(token)`` bits of uncertainty on average, the entropy; when one candidate is
 left the block is decoded and the next block starts.
 
+Block sizes. Each block wastes a few bits on average (its last token usually has more entropy
+than the block has left), so long blocks use the entropy better: about 0.90 of it with 32-bit
+blocks and 0.97 with 128-bit blocks, measured on the embedded model. But a receiver learns
+nothing checkable before a block ends, so the first block is exactly the frame's header
+(length and its check, 24 bits): a wrong key or another codec's text fails that check after a
+handful of tokens, whatever ``block_bits`` is, and the rest of the frame goes in long blocks.
+
 All interval arithmetic is exact (integers and dyadic rationals), so sender and receiver agree
 on every boundary.
 """
@@ -23,6 +30,7 @@ from fractions import Fraction
 import numpy as np
 
 from .base import Codec, CodecError, Option, RowState, TokenTable, positions
+from .framing import HEADER_BITS
 
 R_BITS = 53
 
@@ -30,7 +38,7 @@ R_BITS = 53
 class SparSamp(Codec):
     name = "sparsamp"
 
-    def __init__(self, *, block_bits: int = 32, **sampling):
+    def __init__(self, *, block_bits: int = 128, **sampling):
         super().__init__(**sampling)
         if not 1 <= block_bits <= 256:
             raise CodecError(f"block_bits must be in [1, 256], got {block_bits}")
@@ -39,10 +47,19 @@ class SparSamp(Codec):
     def params(self) -> dict:
         return {**super().params(), "block_bits": self.block_bits}
 
+    def block_length(self, done: int, frame_len: int) -> int:
+        """Bits in the block that starts at channel bit ``done``: the header, then long blocks,
+        the last one cut at the frame's end (the receiver knows it from the header)."""
+        if done < HEADER_BITS:
+            return HEADER_BITS - done
+        if done < frame_len:
+            return min(self.block_bits, frame_len - done)
+        return self.block_bits
+
     def in_flight_bits(self, state: RowState) -> float:
         """The unfinished block is known to be one of ``n`` candidates: log2(2**l / n) bits."""
         n = state.extra.get("n")
-        return float(self.block_bits - math.log2(n)) if n else 0.0
+        return float(state.extra["length"] - math.log2(n)) if n else 0.0
 
     def _shift(self, state: RowState) -> Fraction:
         word = int(state.rng("sparsamp").bits(R_BITS), 2)
@@ -62,8 +79,9 @@ class SparSamp(Codec):
     def encode_step(self, p: np.ndarray, state: RowState, table: TokenTable) -> int:
         block = state.extra
         if not block:
-            bits = state.channel.take(state.sent, self.block_bits)
-            block.update(k=int("".join(map(str, bits)), 2), n=1 << self.block_bits)
+            length = self.block_length(state.sent, state.frame_len)
+            bits = state.channel.take(state.sent, length)
+            block.update(k=int("".join(map(str, bits)), 2), n=1 << length, length=length)
         tokens, cum = self._cdf(p)
         total = Fraction(float(cum[-1]))  # 1 up to rounding; the scale is shared exactly
         r = self._shift(state)
@@ -79,7 +97,7 @@ class SparSamp(Codec):
         k = (block["k"] - start) % block["n"]
         assert k < count, "sparsamp: the chosen token must hold the message point"
         if count == 1:
-            state.sent += self.block_bits
+            state.sent += block["length"]
             block.clear()
         else:
             block.update(k=k, n=count)
@@ -88,7 +106,9 @@ class SparSamp(Codec):
     def decode_step(self, p, state, table, text, cursor) -> list[Option]:
         tokens, cum = self._cdf(p)
         index = positions(tokens, len(p))
-        n = state.extra.get("n", 1 << self.block_bits)
+        done = state.extra.get("done", 0)  # channel bits of the blocks already decoded
+        length = self.block_length(done, state.frame_len)
+        n = state.extra.get("n", 1 << length)
         history = state.extra.get("history", ())
         total = Fraction(float(cum[-1]))
         r = None
@@ -106,10 +126,11 @@ class SparSamp(Codec):
                 k = start
                 for s, m in reversed(history):
                     k = (k + s) % m
-                bits = [int(b) for b in f"{k:0{self.block_bits}b}"]
-                options.append((token, bits, {}))
+                bits = [int(b) for b in f"{k:0{length}b}"]
+                options.append((token, bits, {"done": done + length}))
             else:
-                options.append((token, [], {"n": count, "history": history + ((start, n),)}))
+                options.append((token, [], {"done": done, "n": count,
+                                            "history": history + ((start, n),)}))
         return sorted(options, key=lambda o: -p[o[0]])
 
 
