@@ -1,9 +1,9 @@
 """Capacity, distortion and speed of every reference codec on the embedded model.
 
-Run by hand: `.venv/bin/python benchmarks/codecs.py [--n 100 --max-new-tokens 64]`.
+Run by hand: `.venv/bin/python benchmarks/codecs.py [--n 100 --max-new-tokens 128]`.
 
-For each top-p setting, plain sampling and every codec generate ``n`` responses to the same
-prompts in the same process, with the model in float64 (what the codecs need for exact decoding)
+For each top-p setting, plain sampling, the null codec and every codec generate ``n``
+responses to the same prompts in the same process, with the model in float64 (what the codecs need for exact decoding)
 and the same batch size, so time ratios compare like with like. Payloads are longer than any
 response can carry, so every generated token embeds and the per-token numbers are not diluted by
 free sampling after the frame.
@@ -11,11 +11,16 @@ free sampling after the frame.
 Columns:
 - bits/token: channel bits embedded per generated token (with the information of a block or
   interval that the text had not finished, ``meta["bits_in_flight"]``).
-- utilization: bits embedded / summed entropy (bits) of the distributions sampled from.
+- util: bits embedded (with those in flight) / summed entropy (bits) of the distributions
+  sampled from; util whole: whole channel bits only (what a receiver of this very text could
+  read; lower for block codecs on short texts, whose last block is unfinished).
 - KL/token: mean KL(stego step distribution || model step distribution), nats, exact at each
   visited context (0 for discop and sparsamp by construction; see tests for chi-square checks).
-- dlogp: mean log p(token) of stego tokens minus that of plain tokens under the model, with two
-  standard errors: an empirical shift that needs no knowledge of the codec.
+- dlogp: mean log p(token) of the stego text's tokens minus that of the null codec's text (the
+  same sampling pipeline with nothing hidden: see ``latentcode/codecs/null.py``), both
+  re-tokenized and scored by the model, with two standard errors: an empirical shift that needs
+  no knowledge of the codec. Plain ``sample_clean`` text is not the baseline here because it
+  may stop early and is sampled in float32 without the codecs' UTF-8 mask.
 - time: seconds per generated token, and the ratio to plain sampling in the same run.
 - decoded: transcripts whose payload (``--decode-bits`` bits) was recovered from the text alone,
   CRC-verified, out of ``--decode-n`` (separate encodes long enough for the frame; top-p 1).
@@ -31,7 +36,7 @@ import time
 import numpy as np
 import torch
 
-from latentcode.codecs import CODECS, make_codec
+from latentcode.codecs import CODECS, NullCodec, make_codec
 from latentcode.lm import load_lm
 from latentcode.payload import random_payloads
 from latentcode.prompts import read_prompts
@@ -59,7 +64,7 @@ def token_logprobs(lm, prompts: list[str], texts: list[str]) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--top-p", default="1.0,0.95")
     parser.add_argument("--codecs", default=",".join(CODECS))
@@ -89,24 +94,27 @@ def main() -> None:
                              batch_size=args.batch_size, progress=False)
         plain_s = time.perf_counter() - started
         plain_tokens = sum(t.meta["n_tokens"] for t in plain)
-        plain_lp = token_logprobs(lm, [t.prompt for t in plain], [t.text for t in plain])
         rows.append({"codec": "plain", "top_p": top_p, "tokens": plain_tokens,
-                         "s_per_token": plain_s / plain_tokens, "ratio": 1.0})
-        for name in args.codecs.split(","):
-            codec = make_codec(name, top_p=top_p, **codec_params.get(name, {}))
+                     "s_per_token": plain_s / plain_tokens, "ratio": 1.0})
+        null_lp = None
+        for name in ["null"] + args.codecs.split(","):
+            codec = (NullCodec(top_p=top_p) if name == "null"
+                     else make_codec(name, top_p=top_p, **codec_params.get(name, {})))
             started = time.perf_counter()
             ts = codec.encode(lm, prompts, long_payloads, KEY, max_new_tokens=args.max_new_tokens,
                               batch_size=args.batch_size)
             elapsed = time.perf_counter() - started
             tokens = sum(t.meta["n_tokens"] for t in ts)
-            bits = sum(t.meta["bits_embedded"] + t.meta["bits_in_flight"] for t in ts)
+            whole = sum(t.meta["bits_embedded"] for t in ts)
+            bits = whole + sum(t.meta["bits_in_flight"] for t in ts)
             steps = sum(t.meta["embedding_tokens"] for t in ts)
             entropy = sum(t.meta["entropy_bits"] for t in ts)
             kl = sum(t.meta["kl_nats"] for t in ts)
             lp = token_logprobs(lm, prompts, [t.text for t in ts])
-            se = math.sqrt(lp.var() / len(lp) + plain_lp.var() / len(plain_lp))
+            null_lp = lp if null_lp is None else null_lp
+            se = math.sqrt(lp.var() / len(lp) + null_lp.var() / len(null_lp))
             decoded, decode_s = 0, None
-            if args.decode_n and top_p == 1.0:
+            if args.decode_n and top_p == 1.0 and codec.carries_payload:
                 short = codec.encode(lm, prompts[:args.decode_n], short_payloads, KEY,
                                      max_new_tokens=2 * (args.decode_bits + 56),
                                      batch_size=args.batch_size)
@@ -116,27 +124,29 @@ def main() -> None:
                 decode_s = (time.perf_counter() - started) / max(1, args.decode_n)
             rows.append({
                 "codec": name, "params": codec.params(), "top_p": top_p, "tokens": tokens, "bits_per_token": bits / steps,
-                "utilization": bits / entropy, "entropy_per_token": entropy / steps,
-                "kl_per_token": kl / steps, "dlogp": float(lp.mean() - plain_lp.mean()), "dlogp_2se": 2 * se,
+                "utilization": bits / entropy, "utilization_whole_bits": whole / entropy,
+                "entropy_per_token": entropy / steps,
+                "kl_per_token": kl / steps, "dlogp": float(lp.mean() - null_lp.mean()), "dlogp_2se": 2 * se,
                 "s_per_token": elapsed / tokens, "ratio": (elapsed / tokens) / (plain_s / plain_tokens),
-                "decoded": f"{decoded}/{args.decode_n}" if args.decode_n and top_p == 1.0 else "-",
-                "decode_s": decode_s if args.decode_n and top_p == 1.0 else None,
+                "decoded": f"{decoded}/{args.decode_n}" if decode_s is not None else "-",
+                "decode_s": decode_s,
             })
             print(f"  done {name} top_p={top_p}", flush=True)
 
     print(f"\nmodel {lm.name} (float64) on {lm.device}, torch threads {torch.get_num_threads()}, "
           f"n={args.n}, max_new_tokens={args.max_new_tokens}, batch {args.batch_size}, temperature 1")
-    head = (f"{'codec':<11}{'top_p':>6}{'bits/tok':>9}{'H/tok':>7}{'util':>7}{'KL/tok':>9}"
+    head = (f"{'codec':<11}{'top_p':>6}{'bits/tok':>9}{'H/tok':>7}{'util':>7}{'whole':>7}{'KL/tok':>9}"
             f"{'dlogp':>15}{'s/tok':>8}{'vs plain':>9}{'decoded':>9}{'dec s':>7}")
     print(head)
     print("-" * len(head))
     for r in rows:
         if r["codec"] == "plain":
-            print(f"{'plain':<11}{r['top_p']:>6.2f}{'':>9}{'':>7}{'':>7}{'':>9}{'':>15}"
+            print(f"{'plain':<11}{r['top_p']:>6.2f}{'':>9}{'':>7}{'':>7}{'':>7}{'':>9}{'':>15}"
                   f"{r['s_per_token']:>8.4f}{1.0:>8.2f}x")
             continue
         print(f"{r['codec']:<11}{r['top_p']:>6.2f}{r['bits_per_token']:>9.2f}"
-              f"{r['entropy_per_token']:>7.2f}{r['utilization']:>7.3f}{r['kl_per_token']:>9.4f}"
+              f"{r['entropy_per_token']:>7.2f}{r['utilization']:>7.3f}"
+              f"{r['utilization_whole_bits']:>7.3f}{r['kl_per_token']:>9.4f}"
               f"{r['dlogp']:>+8.3f}±{r['dlogp_2se']:<5.3f} {r['s_per_token']:>7.4f}"
               f"{r['ratio']:>8.2f}x{r['decoded']:>9}{(r['decode_s'] or 0):>7.1f}")
     if args.json:

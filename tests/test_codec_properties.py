@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from latentcode.codecs import CODECS, make_codec
+from latentcode.codecs import CODECS, CodecError, NullCodec, make_codec
 from latentcode.codecs.base import RowState, token_table
 from latentcode.codecs.framing import ChannelBits, frame_bits
 from latentcode.lm import tiny_lm
@@ -66,14 +66,16 @@ def _model_probs(lm, codec, prompt):
     return codec._probs(logits, state, token_table(lm), lm.stop_ids)
 
 
-@pytest.mark.parametrize("name,zero_kl", [("discop", True), ("sparsamp", True), ("huffman", False)])
+@pytest.mark.parametrize("name,zero_kl", [("discop", True), ("sparsamp", True), ("null", True),
+                                          ("huffman", False)])
 def test_zero_kl_codecs_sample_like_the_model_and_huffman_does_not(name, zero_kl, tiny64):
     """Chi-square of the tokens the sender picks from the tiny model's next-token distribution,
     over 4000 independent encodings (own nonce, hence own keyed randomness and masked bits), against the model's p.
 
     Top-p 0.9 keeps the support small enough for most cells to be expected 5+ times.
     """
-    codec, table = make_codec(name, top_p=0.9), token_table(tiny64)
+    codec = NullCodec(top_p=0.9) if name == "null" else make_codec(name, top_p=0.9)
+    table = token_table(tiny64)
     p = _model_probs(tiny64, codec, "Write one sentence about the sea.")
     counts = np.zeros(len(p), dtype=np.int64)
     for i in range(4000):
@@ -94,3 +96,18 @@ def test_zero_kl_codecs_sample_like_the_model_and_huffman_does_not(name, zero_kl
         assert pvalue > 1e-4
     else:
         assert pvalue < 1e-6
+
+
+def test_null_codec_is_a_clean_control_from_the_same_pipeline(tiny64):
+    """Label 0, no payload, no bits, never stops early (as a sender with a long payload), and
+    nothing to decode; the same key and id give the same text (keyed randomness)."""
+    codec = NullCodec()
+    runs = [codec.encode(tiny64, ["Tell me about rivers.", "Hi"], ["0" * 500] * 2, b"key",
+                         max_new_tokens=12, batch_size=2) for _ in range(2)]
+    assert [t.text for t in runs[0]] == [t.text for t in runs[1]]
+    for t in runs[0]:
+        assert t.label == 0 and t.payload is None and t.source == "null"
+        assert t.meta["bits_embedded"] == 0 and t.meta["n_tokens"] == 12
+        assert t.meta["entropy_bits"] > 0 and t.meta["kl_nats"] == 0
+    with pytest.raises(CodecError, match="nothing to decode"):
+        codec.decode(tiny64, runs[0][0], b"key")

@@ -9,9 +9,12 @@ from .base import Codec, CodecError, DecodeResult, token_table
 from .discop import Discop
 from .huffman import Huffman
 from .meteor import Meteor
+from .null import NullCodec
 from .sparsamp import SparSamp
 
 CODECS: dict[str, type[Codec]] = {cls.name: cls for cls in (Huffman, Arithmetic, Meteor, Discop, SparSamp)}
+# ``null``: the codecs' sampling pipeline with nothing hidden, the control for distortion
+# measurements; kept out of CODECS because it has no decoder.
 
 
 def make_codec(name: str, **params) -> Codec:
@@ -20,4 +23,4 @@ def make_codec(name: str, **params) -> Codec:
     return CODECS[name](**params)
 
 
-__all__ = ["CODECS", "Codec", "CodecError", "DecodeResult", "make_codec", "token_table"]
+__all__ = ["CODECS", "Codec", "CodecError", "DecodeResult", "NullCodec", "make_codec", "token_table"]

@@ -262,6 +262,7 @@ class Codec(ABC):
     """A steganographic codec with a shared key and an exact decoder."""
 
     name = "codec"
+    carries_payload = True  # False for the null codec (a control with label 0)
 
     def __init__(self, *, temperature: float = 1.0, top_p: float = 1.0):
         if temperature <= 0:
@@ -369,24 +370,26 @@ class Codec(ABC):
             raw = b"".join(table.bytes[t] for t in gen.tokens if t not in stop_ids)
             text = raw.decode("utf-8", errors="ignore")  # only a cut final character is lost
             n_payload = len(payloads[i])
-            complete = st.sent >= st.frame_len and len(text.encode("utf-8")) >= frame_end[i]
+            complete = (st.sent >= st.frame_len and len(text.encode("utf-8")) >= frame_end[i]
+                        if self.carries_payload else True)
             if not text:
                 raise CodecError(
                     f"response {i} ({ids[i]}) has no complete character in {len(gen.tokens)} "
                     "tokens: raise max_new_tokens")
             out.append(Transcript(
                 id=ids[i], prompt=prompt.prompt, text=text,
-                label=1, payload=payloads[i], source=self.name,
+                label=int(self.carries_payload),
+                payload=payloads[i] if self.carries_payload else None, source=self.name,
                 meta={
                     "codec": self.name, "codec_params": self.params(), "model": lm.name,
                     "prompt_id": prompt.id, "category": prompt.category,
                     "n_tokens": len(gen.tokens), "finished": gen.finished,
                     "complete": complete,
-                    "payload_bits": n_payload,
-                    "frame_bits": st.frame_len,
+                    "payload_bits": n_payload if self.carries_payload else 0,
+                    "frame_bits": st.frame_len if self.carries_payload else 0,
                     "bits_embedded": min(st.sent, st.frame_len),
                     "bits_in_flight": round(self.in_flight_bits(st), 6)
-                    if st.sent < st.frame_len else 0.0,
+                    if st.sent < st.frame_len and self.carries_payload else 0.0,
                     "embedding_tokens": embedded_steps[i],
                     "entropy_bits": round(st.entropy, 6),
                     "kl_nats": round(st.kl, 9),
