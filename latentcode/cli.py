@@ -125,6 +125,73 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    """Fit detectors on reference/training transcripts, score others, write them with scores."""
+    from detectors import DETECTORS, DetectorError, load_detector, make_detector
+
+    from .lm import load_lm
+    from .transcripts import read_transcripts, write_transcripts
+
+    names = [n.strip() for n in args.detectors.split(",") if n.strip()]
+    unknown = [n for n in names if n not in DETECTORS]
+    if unknown and not args.load:
+        return _usage_error(f"unknown detector(s) {', '.join(unknown)}; choose from "
+                            f"{', '.join(sorted(DETECTORS))}")
+    targets = read_transcripts(args.files)
+    reference = read_transcripts([args.reference]) if args.reference else []
+    train = read_transcripts([args.train]) if args.train else []
+    fitted_on = {(t.prompt, t.text): t.id for t in reference + train}
+    overlap = [t.id for t in targets if (t.prompt, t.text) in fitted_on]
+    if overlap and not args.allow_overlap:
+        return _usage_error(
+            f"{len(overlap)} transcripts to score are also in the fitting data (first: "
+            f"{overlap[0]!r}); scores on them would be optimistic. Split by prompt, or pass "
+            "--allow-overlap if you mean it. Nothing was written.")
+    lm = None
+    need_lm = args.load or any(getattr(DETECTORS[n], "needs_lm", True) for n in names)
+    if need_lm:
+        lm = load_lm(args.model, device=args.device)
+    fitted, config = [], {"detectors": {}, "files": list(args.files), "reference": args.reference,
+                          "train": args.train, "model": lm.name if lm else None}
+    try:
+        for name in names:
+            if args.load:
+                det = load_detector(Path(args.load) / name, lm=lm)
+            else:
+                det = make_detector(name, lm=lm)
+                if det.needs_labels:
+                    if not train:
+                        return _usage_error(f"detector {name!r} is supervised: give --train "
+                                            "(labelled transcripts)")
+                    det.fit(train)
+                else:
+                    clean = reference or [t for t in train if t.label == 0]
+                    if not clean:
+                        return _usage_error(f"detector {name!r} fits on clean text: give "
+                                            "--reference (clean transcripts) or --train with label 0")
+                    det.fit(clean)
+            started = time.perf_counter()
+            scores = det.score(targets)
+            elapsed = time.perf_counter() - started
+            for t, s in zip(targets, scores):
+                t.scores[name] = float(s)
+            fitted.append(det)
+            config["detectors"][name] = {"params": {k: v for k, v in det.get_params().items()
+                                                    if k != "lm"},
+                                         "score_seconds": round(elapsed, 3)}
+            print(f"{name:<16} scored {len(targets)} transcripts in {elapsed:.1f} s")
+    except DetectorError as err:
+        print(f"latentcode detect: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    write_transcripts(args.out, targets)
+    write_json(str(args.out) + ".config.json", config)
+    if args.save:
+        for det in fitted:
+            det.save(Path(args.save) / det.name)
+    print(f"wrote {len(targets)} scored transcripts to {args.out}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check transcript files and summarise them; every problem is listed, exit status 2."""
     from collections import Counter
@@ -201,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("encode", help="hide random payloads with a reference codec")
     p.add_argument("--codec", required=True,
-                   help="huffman, arithmetic, meteor, discop or sparsamp (zero KL: discop, sparsamp)")
+                   help="huffman, arithmetic, meteor, discop or sparsamp (zero KL: discop, sparsamp); "
+                        "null: the same sampling with nothing hidden (label 0, matched clean text)")
     p.add_argument("--prompts", default=str(DEFAULT_PROMPTS))
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--payload-bits", type=int, default=64)
@@ -221,6 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-file", required=True)
     _add_model_args(p)
     p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("detect", help="score transcripts with detectors (adds 'scores')")
+    p.add_argument("files", nargs="+", help="transcripts to score")
+    p.add_argument("--detectors", default="distribution",
+                   help="comma-separated registered names (see detectors/)")
+    p.add_argument("--reference", default=None, help="clean transcripts to fit unsupervised detectors")
+    p.add_argument("--train", default=None, help="labelled transcripts to fit supervised detectors")
+    p.add_argument("--out", required=True, help="scored transcripts (JSONL, written atomically)")
+    p.add_argument("--save", default=None, help="folder to save the fitted detectors in")
+    p.add_argument("--load", default=None, help="folder of fitted detectors (skip fitting)")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="score transcripts that are also in the fitting data")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("validate", help="check transcript files and summarise them")
     p.add_argument("files", nargs="+", help="transcript JSONL files (native or chat form)")

@@ -27,7 +27,7 @@ class Generation:
     finished: bool  # True when a stop token ended it, False when max_new_tokens did
 
 
-def _left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -43,7 +43,7 @@ def _decode_batch(lm: LM, prompts: list[list[int]], rows: list[int], choose: Cho
     model, device = lm.model, lm.device
     stop_ids = lm.stop_ids
     pad_id = lm.tokenizer.pad_token_id
-    ids, mask = _left_pad(prompts, pad_id, device)
+    ids, mask = left_pad(prompts, pad_id, device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
     cache, logits = out.past_key_values, out.logits[:, -1, :]

@@ -268,12 +268,15 @@ def tiny_lm(
     hidden_size: int = 64,
     num_layers: int = 2,
     initializer_range: float = 0.2,
+    extra_vocab: int = 0,
     device: str | torch.device | None = None,
 ) -> LM:
     """A randomly initialised small Llama with the embedded tokenizer, for fast tests.
 
     The larger-than-usual ``initializer_range`` gives peaked next-token distributions, closer
     to a trained model's than the near-uniform ones of the default initialisation.
+    ``extra_vocab`` pads the embedding past the tokenizer, as many released models do (Qwen2.5
+    has 151,936 rows for 151,665 tokens).
     """
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -281,7 +284,7 @@ def tiny_lm(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=len(tokenizer) + extra_vocab,
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers,
@@ -298,7 +301,7 @@ def tiny_lm(
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     model.to(pick_device(device)).eval()
-    name = f"tiny-llama-h{hidden_size}-l{num_layers}-seed{seed}"
+    name = f"tiny-llama-h{hidden_size}-l{num_layers}-seed{seed}" + (f"-pad{extra_vocab}" if extra_vocab else "")
     return LM(model=model, tokenizer=tokenizer, name=name, info={"name": name, "seed": seed})
 
 

@@ -13,14 +13,16 @@ from .null import NullCodec
 from .sparsamp import SparSamp
 
 CODECS: dict[str, type[Codec]] = {cls.name: cls for cls in (Huffman, Arithmetic, Meteor, Discop, SparSamp)}
-# ``null``: the codecs' sampling pipeline with nothing hidden, the control for distortion
-# measurements; kept out of CODECS because it has no decoder.
+# ``null``: the codecs' sampling pipeline with nothing hidden (label 0), the matched control for
+# distortion measurements and detectors; kept out of CODECS because it has no decoder.
+CONTROLS: dict[str, type[Codec]] = {NullCodec.name: NullCodec}
 
 
 def make_codec(name: str, **params) -> Codec:
-    if name not in CODECS:
-        raise CodecError(f"unknown codec {name!r}; choose from {', '.join(sorted(CODECS))}")
-    return CODECS[name](**params)
+    cls = CODECS.get(name) or CONTROLS.get(name)
+    if cls is None:
+        raise CodecError(f"unknown codec {name!r}; choose from {', '.join(sorted(CODECS | CONTROLS))}")
+    return cls(**params)
 
 
-__all__ = ["CODECS", "Codec", "CodecError", "DecodeResult", "NullCodec", "make_codec", "token_table"]
+__all__ = ["CODECS", "CONTROLS", "Codec", "CodecError", "DecodeResult", "NullCodec", "make_codec", "token_table"]

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .base import Codec, CodecError, Option, RowState, TokenTable, positions, quantize, quantized_kl
+from .base import Codec, CodecError, Option, RowState, TokenTable, quantize, quantized_kl
 
 PRECISION = 32
 FULL = (1 << PRECISION) - 1
@@ -89,15 +89,11 @@ class Arithmetic(Codec):
 
     def decode_step(self, p, state, table, text, cursor) -> list[Option]:
         tokens, freqs = self.quantize(p)
-        index = positions(tokens, len(p))
         cum = np.concatenate([[0], np.cumsum(freqs)])
         total = int(cum[-1])
         ac = state.extra or {"low": 0, "high": FULL, "pending": 0}
         options = []
-        for token in table.prefixes_of(text, cursor):
-            s = int(index[token])
-            if s < 0:
-                continue
+        for token, s in table.matches_in(text, cursor, tokens):
             low, high = self._narrow(ac["low"], ac["high"], int(cum[s]), int(cum[s + 1]), total)
             pending, bits = ac["pending"], []
             while True:

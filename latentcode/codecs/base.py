@@ -14,9 +14,9 @@ Decoding works from text, never from saved token ids. Tokenizers are not injecti
 then ``"m"`` and ``" them"`` give the same text), so a decoder cannot simply re-tokenize.
 :meth:`Codec.decode` searches the readings instead: the tokenizer's reading first, the others
 ranked by a one-step lookahead, backtracking best-first until a frame verifies. Exact
-decoding also needs the receiver's distributions to equal the sender's bit for bit; float32
-matrix products on CPU change slightly with the batch shape, so codecs run the LM in float64,
-where the batched and single-row results agree.
+decoding also needs the receiver's distributions to match the sender's: float32 matrix
+products on CPU change with the batch shape, so codecs run the LM in float64, where batched and
+single-row logits usually agree to ~1e-13 (but see the known issue in ``sparsamp.py``).
 """
 
 from __future__ import annotations
@@ -74,6 +74,16 @@ class TokenTable:
             if token is not None:
                 found.append(token)
         return found
+
+    def matches_in(self, text: bytes, cursor: int, support: np.ndarray) -> list[tuple[int, int]]:
+        """``(token, index in support)`` for every token of ``support`` (a codec's array of
+        token ids) whose bytes appear in ``text`` at ``cursor``: the receiver's candidates."""
+        found = self.prefixes_of(text, cursor)
+        if not found:
+            return []
+        index = np.full(max(len(self.bytes), int(support.max(initial=0)) + 1), -1, dtype=np.int64)
+        index[support] = np.arange(len(support))
+        return [(token, int(index[token])) for token in found if index[token] >= 0]
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -227,13 +237,6 @@ class RowState:
 Option = tuple[int, list[int], dict]
 
 
-def positions(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Index of each token id in ``tokens`` (-1 where absent): a vectorised reverse lookup."""
-    out = np.full(vocab_size, -1, dtype=np.int64)
-    out[tokens] = np.arange(len(tokens))
-    return out
-
-
 @dataclass
 class DecodeResult:
     """What a receiver got out of one transcript.
@@ -306,7 +309,10 @@ class Codec(ABC):
             if ends.any():
                 allowed = ends
         allowed[stop_ids] = not (state.embedding or state.receiving) and state.utf8 == 0
-        return step_probs(logits.detach().cpu().numpy(), self.temperature, self.top_p, allowed)
+        logits = logits.detach().cpu().numpy()
+        if len(logits) > len(allowed):  # embedding rows padded past the tokenizer (Qwen, ...)
+            allowed = np.concatenate([allowed, np.zeros(len(logits) - len(allowed), dtype=bool)])
+        return step_probs(logits, self.temperature, self.top_p, allowed[: len(logits)])
 
     def encode(
         self,
@@ -363,8 +369,8 @@ class Codec(ABC):
             return out
 
         gens = decode_loop(lm, lm.prompt_ids([p.prompt for p in prompts]), choose,
-                           max_new_tokens=max_new_tokens, min_new_tokens=0,
-                           batch_size=batch_size, progress=f"encoding ({self.name})" if progress else False)
+                           max_new_tokens=max_new_tokens, min_new_tokens=0, batch_size=batch_size,
+                           progress=f"encoding ({self.name})" if progress else False)
         out = []
         for i, (prompt, gen, st) in enumerate(zip(prompts, gens, states)):
             raw = b"".join(table.bytes[t] for t in gen.tokens if t not in stop_ids)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Codec, CodecError, Option, RowState, TokenTable, positions, quantize, quantized_kl
+from .base import Codec, CodecError, Option, RowState, TokenTable, quantize, quantized_kl
 
 
 class Meteor(Codec):
@@ -55,13 +55,9 @@ class Meteor(Codec):
 
     def decode_step(self, p, state, table, text, cursor) -> list[Option]:
         tokens, bounds = self.intervals(p)
-        index = positions(tokens, len(p))
         mask = None
         options = []
-        for token in table.prefixes_of(text, cursor):
-            s = int(index[token])
-            if s < 0:
-                continue
+        for token, s in table.matches_in(text, cursor, tokens):
             lo, hi = int(bounds[s]), int(bounds[s + 1])
             k = self._shared_prefix(lo, hi)
             mask = mask or self._mask(state)

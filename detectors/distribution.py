@@ -1,0 +1,131 @@
+"""Distribution tests: is this text typical of the reference model's own samples?
+
+Per transcript, from the token statistics (:mod:`detectors.token_stats`):
+
+- ``loglik``: mean log p of the tokens;
+- ``logrank``: mean log rank (Mitchell et al. / GLTR's rank view);
+- ``fast-detectgpt``: Fast-DetectGPT's analytic sampling discrepancy (Bao et al. 2024),
+  ``(sum log p(x_t) - sum E[log p]) / sqrt(sum Var[log p])``, with the model as its own
+  sampling and scoring model: about N(0, 1) for the model's own samples at temperature 1;
+- ``gltr``: the fractions of tokens of rank 1-10, 11-100, 101-1000 (GLTR, Gehrmann et al. 2019).
+
+The detector fits where clean text lies (the mean and a shrunk covariance of the chosen
+statistics over clean reference transcripts, Ledoit-Wolf) and scores a transcript by its
+squared Mahalanobis distance from there: two-sided, because a codec may push tokens towards
+likely ones (huffman over the top-k) or away from them. ``statistic="all"`` uses every one.
+
+Set level, :meth:`DistributionDetector.set_test` returns p-values for "this set of texts was
+not sampled like the clean reference": Kolmogorov-Smirnov on per-token log ranks and
+chi-square on GLTR rank buckets. Tokens of one text are not independent, so these p-values are
+optimistic for long texts; use them to rank sets, and the per-transcript scores for ROC curves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+from latentcode.lm import LM
+from latentcode.transcripts import Transcript
+
+from .base import Detector, DetectorError, check_transcripts, clean_reference, register
+from .token_stats import TokenStats, token_stats
+
+GLTR_EDGES = (10, 100, 1000)
+STATISTICS = {
+    "loglik": ["loglik"],
+    "logrank": ["logrank"],
+    "fast-detectgpt": ["fast_detectgpt"],
+    "gltr": ["gltr_top10", "gltr_top100", "gltr_top1000"],
+}
+STATISTICS["all"] = [f for fs in STATISTICS.values() for f in fs]
+
+
+def gltr_buckets(rank: np.ndarray) -> np.ndarray:
+    """Token counts in rank buckets 1-10, 11-100, 101-1000 and beyond."""
+    return np.bincount(np.searchsorted(GLTR_EDGES, rank, side="left"), minlength=len(GLTR_EDGES) + 1)
+
+
+def features(stats: TokenStats) -> dict[str, float]:
+    """Every per-transcript statistic of one text."""
+    buckets = gltr_buckets(stats.rank) / len(stats)
+    return {
+        "loglik": float(stats.logp.mean()),
+        "logrank": float(np.log(stats.rank).mean()),
+        "fast_detectgpt": float((stats.logp.sum() - stats.mean.sum()) / np.sqrt(max(stats.var.sum(), 1e-12))),
+        "gltr_top10": float(buckets[0]),
+        "gltr_top100": float(buckets[1]),
+        "gltr_top1000": float(buckets[2]),
+    }
+
+
+class DistributionDetector(Detector):
+    name = "distribution"
+    needs_lm = True
+
+    def __init__(self, lm: LM | None = None, statistic: str = "all", max_tokens: int = 512,
+                 batch_size: int = 8):
+        if statistic not in STATISTICS:
+            raise DetectorError(f"unknown statistic {statistic!r}; choose from {', '.join(STATISTICS)}")
+        self.lm, self.statistic, self.max_tokens, self.batch_size = lm, statistic, max_tokens, batch_size
+
+    def token_stats(self, transcripts: Sequence[Transcript], progress: bool = False) -> list[TokenStats]:
+        return token_stats(self.lm, transcripts, max_tokens=self.max_tokens,
+                           batch_size=self.batch_size, progress=progress)
+
+    def features(self, transcripts: Sequence[Transcript]) -> np.ndarray:
+        """The chosen statistics, one row per transcript."""
+        names = STATISTICS[self.statistic]
+        return np.array([[features(s)[n] for n in names] for s in self.token_stats(transcripts)])
+
+    def fit(self, transcripts: Sequence[Transcript], labels: Sequence[int] | None = None):
+        from sklearn.covariance import LedoitWolf
+
+        clean = clean_reference(transcripts, labels)
+        if len(clean) < 2:
+            raise DetectorError(f"the clean reference needs at least 2 transcripts, got {len(clean)}")
+        x = self.features(clean)
+        self.center_ = x.mean(axis=0)
+        self.precision_ = LedoitWolf().fit(x).precision_
+        ranks = np.concatenate([s.rank for s in self.token_stats(clean)])
+        self.reference_log_ranks_ = np.sort(np.log(ranks))
+        self.reference_buckets_ = gltr_buckets(ranks)
+        self.n_reference_ = len(clean)
+        return self
+
+    def score(self, transcripts: Sequence[Transcript]) -> np.ndarray:
+        self.check_fitted()
+        d = self.features(check_transcripts(transcripts)) - self.center_
+        return np.einsum("ij,jk,ik->i", d, self.precision_, d)
+
+    def set_test(self, transcripts: Sequence[Transcript]) -> dict[str, float]:
+        """p-values for "this set was not sampled like the clean reference" (small = differs)."""
+        self.check_fitted()
+        ranks = np.concatenate([s.rank for s in self.token_stats(check_transcripts(transcripts))])
+        ks = sps.ks_2samp(np.log(ranks), self.reference_log_ranks_)
+        table = np.array([gltr_buckets(ranks), self.reference_buckets_])
+        table = table[:, table.sum(axis=0) > 0]
+        chi2 = sps.chi2_contingency(table) if table.shape[1] > 1 else None
+        return {"ks_log_rank_p": float(ks.pvalue),
+                "chi2_gltr_p": float(chi2.pvalue) if chi2 is not None else 1.0,
+                "tokens": len(ranks)}
+
+
+@register("distribution", needs_lm=True)
+def distribution(lm=None, statistic: str = "all", max_tokens: int = 512, batch_size: int = 8):
+    """Every token statistic at once, squared Mahalanobis distance from clean text."""
+    return DistributionDetector(lm, statistic, max_tokens, batch_size)
+
+
+def _single(statistic: str):
+    def factory(lm=None, max_tokens: int = 512, batch_size: int = 8):
+        return DistributionDetector(lm, statistic, max_tokens, batch_size)
+
+    factory.__doc__ = f"The {statistic} statistic alone, two-sided z-score squared against clean text."
+    return factory
+
+
+for _name in ("loglik", "logrank", "fast-detectgpt", "gltr"):
+    register(_name, needs_lm=True)(_single(_name))

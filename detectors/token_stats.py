@@ -1,0 +1,117 @@
+"""Per-token statistics of transcripts under a reference LM: one forward pass per batch.
+
+For every token of a response (the text re-tokenized, conditioned on the rendered prompt):
+its log-probability, its rank among all tokens, and the mean and variance of log p(x) when x
+is drawn from the model's own next-token distribution. The last two are what Fast-DetectGPT's
+analytic sampling discrepancy needs (Bao et al. 2024); the first two are GLTR's (Gehrmann et
+al. 2019). Every distribution detector reads these, and they are computed once per (model,
+prompt, text) in a process: a bounded cache serves the second detector that asks.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from latentcode.generation import left_pad
+from latentcode.lm import LM
+from latentcode.transcripts import Transcript
+
+from .base import DetectorError
+
+CACHE_SIZE = 20_000
+
+
+@dataclass(frozen=True)
+class TokenStats:
+    logp: np.ndarray  # log p(token | context), nats
+    rank: np.ndarray  # 1 = the model's most likely token
+    mean: np.ndarray  # E_{x~p} log p(x) at the same position (minus the entropy)
+    var: np.ndarray  # Var_{x~p} log p(x)
+    truncated: bool  # the text was cut to fit max_tokens or the model's context
+
+    def __len__(self) -> int:
+        return len(self.logp)
+
+
+_cache: OrderedDict = OrderedDict()
+
+
+def _context_limit(lm: LM) -> int | None:
+    config = getattr(lm.model, "config", None)
+    return getattr(config, "max_position_embeddings", None)
+
+
+@torch.inference_mode()
+def token_stats(lm: LM, transcripts: Sequence[Transcript], *, max_tokens: int = 512,
+                batch_size: int = 8, progress: bool = False) -> list[TokenStats]:
+    """Token statistics of each transcript's text, in input order.
+
+    Texts longer than ``max_tokens`` tokens (or than the model's context after the prompt) are
+    cut to their first tokens, and the result says ``truncated``.
+    """
+    from tqdm.auto import tqdm
+
+    out: list[TokenStats | None] = [None] * len(transcripts)
+    keys = [(id(lm.model), lm.name, max_tokens, t.prompt, t.text) for t in transcripts]
+    todo = []
+    for i, key in enumerate(keys):
+        if key in _cache:
+            _cache.move_to_end(key)
+            out[i] = _cache[key]
+        else:
+            todo.append(i)
+    if not todo:
+        return out  # type: ignore[return-value]
+
+    prompts = lm.prompt_ids([transcripts[i].prompt for i in todo])
+    limit = _context_limit(lm)
+    rows, texts, cut = [], [], []
+    for i, prompt in zip(todo, prompts):
+        ids = lm.tokenizer(transcripts[i].text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise DetectorError(f"transcript {transcripts[i].id!r}: the text has no tokens")
+        room = max_tokens if limit is None else min(max_tokens, limit - len(prompt))
+        if room < 1:
+            raise DetectorError(f"transcript {transcripts[i].id!r}: the prompt alone fills the "
+                                f"model's context of {limit} tokens")
+        cut.append(len(ids) > room)
+        texts.append(ids[:room])
+        rows.append(prompt + ids[:room])
+    order = sorted(range(len(todo)), key=lambda j: len(rows[j]))  # little padding per batch
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    bar = tqdm(total=len(todo), desc="token statistics", unit="text", disable=not progress)
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        ids, mask = left_pad([rows[j] for j in batch], pad, lm.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        width = max(len(texts[j]) for j in batch)
+        logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                          logits_to_keep=width + 1).logits[:, :-1]
+        for row, j in enumerate(batch):
+            n = len(texts[j])
+            lp = torch.log_softmax(logits[row, width - n:].float(), dim=-1)
+            target = torch.tensor(texts[j], device=lp.device)
+            logp = lp.gather(1, target[:, None])[:, 0]
+            rank = (lp > logp[:, None]).sum(-1) + 1
+            p = lp.exp()
+            plogp = torch.where(p > 0, p * lp, torch.zeros_like(p))
+            mean = plogp.sum(-1)
+            var = (torch.where(p > 0, plogp * lp, torch.zeros_like(p)).sum(-1) - mean ** 2).clamp(min=0)
+            stats = TokenStats(logp.double().cpu().numpy(), rank.cpu().numpy(),
+                               mean.double().cpu().numpy(), var.double().cpu().numpy(), cut[j])
+            out[todo[j]] = stats
+            _cache[keys[todo[j]]] = stats
+            if len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+        bar.update(len(batch))
+    bar.close()
+    return out  # type: ignore[return-value]
+
+
+def clear_cache() -> None:
+    _cache.clear()
