@@ -135,7 +135,7 @@ def test_round_trip_and_bad_input_on_the_embedded_model(embedded, name):
             assert t.meta["complete"] and t.meta["bits_embedded"] == 24 + 56
             assert (t.meta["kl_nats"] == 0.0) == (name == "discop")
             if name == "sparsamp":  # the 2**-32 rounding both sides share
-                assert t.meta["kl_nats"] < 1e-6 * t.meta["embedding_tokens"]
+                assert t.meta["kl_nats"] < 1e-5 * t.meta["embedding_tokens"]
             result = codec.decode(lm, t, KEY)
             assert result.status == "ok" and result.bits == payload, result.message
         victim = transcripts[0]
