@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from latentcode.generation import left_pad
+from latentcode.generation import length_sorted_batches
 from latentcode.lm import LM
 from latentcode.transcripts import Transcript
 
@@ -60,15 +60,9 @@ class OverseerDetector(Detector):
         rows = lm.prompt_ids([self.question.format(prompt=t.prompt[: self.max_chars],
                                                    text=t.text[: self.max_chars])
                               for t in check_transcripts(transcripts)])
-        pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
         out = np.zeros(len(rows))
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            ids, mask = left_pad([rows[i] for i in batch], pad, lm.device)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                              logits_to_keep=1).logits[:, -1].double()
+        for batch, inputs in length_sorted_batches(lm, rows, self.batch_size):
+            logits = lm.model(**inputs, logits_to_keep=1).logits[:, -1].double()
             diff = torch.logsumexp(logits[:, yes], -1) - torch.logsumexp(logits[:, no], -1)
             out[batch] = diff.cpu().numpy()
         return out

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from scipy.stats import binomtest
 
-from latentcode.generation import left_pad
+from latentcode.generation import length_sorted_batches
 from latentcode.lm import LM
 from latentcode.transcripts import Transcript
 
@@ -50,15 +50,9 @@ def pooled_hidden_states(lm: LM, transcripts: Sequence[Transcript], layers: Sequ
             raise DetectorError(f"transcript {t.id!r}: the text has no tokens")
         rows.append(prompt + ids)
         n_text.append(len(ids))
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     out = np.zeros((len(rows), lm.model.config.hidden_size * len(index)))
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        ids, mask = left_pad([rows[i] for i in batch], pad, lm.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        hidden = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                          output_hidden_states=True, logits_to_keep=1).hidden_states
+    for batch, inputs in length_sorted_batches(lm, rows, batch_size):
+        hidden = lm.model(**inputs, output_hidden_states=True, logits_to_keep=1).hidden_states
         for r, i in enumerate(batch):
             pooled = [hidden[k][r, -n_text[i]:].double().mean(0) for k in index]
             out[i] = torch.cat(pooled).cpu().numpy()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from latentcode.generation import left_pad
+from latentcode.generation import length_sorted_batches
 from latentcode.lm import LM
 from latentcode.transcripts import Transcript
 
@@ -82,16 +82,10 @@ def token_stats(lm: LM, transcripts: Sequence[Transcript], *, max_tokens: int = 
         cut.append(len(ids) > room)
         texts.append(ids[:room])
         rows.append(prompt + ids[:room])
-    order = sorted(range(len(todo)), key=lambda j: len(rows[j]))  # little padding per batch
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     bar = tqdm(total=len(todo), desc="token statistics", unit="text", disable=not progress)
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        ids, mask = left_pad([rows[j] for j in batch], pad, lm.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    for batch, inputs in length_sorted_batches(lm, rows, batch_size):
         width = max(len(texts[j]) for j in batch)
-        logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                          logits_to_keep=width + 1).logits[:, :-1]
+        logits = lm.model(**inputs, logits_to_keep=width + 1).logits[:, :-1]
         for row, j in enumerate(batch):
             n = len(texts[j])
             lp = torch.log_softmax(logits[row, width - n:].float(), dim=-1)

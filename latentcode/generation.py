@@ -37,6 +37,18 @@ def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, 
     return ids.to(device), mask.to(device)
 
 
+def length_sorted_batches(lm: LM, rows: list[list[int]], batch_size: int):
+    """Token rows in batches of similar length (little padding), left-padded for one forward
+    pass each: yields ``(row indices, model inputs)``; the inputs go to ``lm.model(**inputs)``."""
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        ids, mask = left_pad([rows[i] for i in batch], pad, lm.device)
+        yield batch, {"input_ids": ids, "attention_mask": mask,
+                      "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+
+
 @torch.inference_mode()
 def _decode_batch(lm: LM, prompts: list[list[int]], rows: list[int], choose: Chooser,
                   max_new_tokens: int, min_new_tokens: int) -> list[Generation]:
