@@ -5,7 +5,14 @@ this package registers them all. To add one: write the module, decorate its fact
 ``@register("name")``, import the module below.
 """
 
-from . import classifier, distribution, overseer, probe  # noqa: F401  (importing registers the factories)
+from . import (  # noqa: F401  (importing registers the factories)
+    classifier,
+    distribution,
+    encoder_classifier,
+    overseer,
+    paraphrase,
+    probe,
+)
 from .base import DETECTORS, Detector, DetectorError, load_detector, make_detector, register
 
 __all__ = ["DETECTORS", "Detector", "DetectorError", "load_detector", "make_detector", "register"]

@@ -82,6 +82,10 @@ class Detector:
         for key, value in self.learned_state().items():
             if isinstance(value, np.ndarray):
                 arrays[key] = np.ascontiguousarray(value)
+            elif isinstance(value, dict) and value and all(
+                    isinstance(v, np.ndarray) for v in value.values()):
+                for sub, array in value.items():  # named tensors: "key/name" in safetensors
+                    arrays[f"{key}/{sub}"] = np.ascontiguousarray(array)
             else:
                 plain[key] = value
         target = Path(path)
@@ -172,7 +176,13 @@ def load_detector(path: str | os.PathLike, lm=None) -> Detector:
     detector = make_detector(name, lm=lm, **params)
     arrays = folder / "state.safetensors"
     if arrays.is_file():
-        state = {**state, **load_file(str(arrays))}
+        state = dict(state)
+        for key, array in load_file(str(arrays)).items():
+            if "/" in key:
+                group, sub = key.split("/", 1)
+                state.setdefault(group, {})[sub] = array
+            else:
+                state[key] = array
     detector._set_state(state)
     return detector
 

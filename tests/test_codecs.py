@@ -172,3 +172,68 @@ def test_encode_and_decode_commands(tmp_path, capsys):
     assert main(["encode", *common[:4], "--payload-bits", "2000", "--key-file", str(key),
                  "--out", str(too_long), "--max-new-tokens", "6", "--quiet"]) == 2
     assert "ended before their payload" in capsys.readouterr().err and not too_long.exists()
+
+
+def test_keep_float64_turns_only_float64_to_float32_casts_into_no_ops():
+    import torch
+
+    from latentcode.codecs.numerics import KeepFloat64
+
+    x64, x32 = torch.ones(3, dtype=torch.float64), torch.ones(3, dtype=torch.float16)
+    with KeepFloat64():
+        assert x64.to(torch.float32).dtype == torch.float64
+        assert x64.to(dtype=torch.float32).dtype == torch.float64
+        assert x64.float().dtype == torch.float64
+        assert torch.softmax(x64, -1, dtype=torch.float32).dtype == torch.float64
+        assert x32.float().dtype == torch.float32  # other casts untouched
+        assert x64.to(torch.float16).dtype == torch.float16
+    assert x64.float().dtype == torch.float32  # and only inside
+
+
+@pytest.mark.embedded
+def test_padded_batch_and_single_row_logits_agree_inside_exact_forward(embedded):
+    """SmolLM2's RMSNorm casts to float32: outside exact_forward a padded row and the same row
+    alone differ by ~1e-5 in float64 logits on this prompt, inside by ~1e-12."""
+    import torch
+
+    from latentcode.codecs.numerics import exact_forward
+    from latentcode.generation import left_pad
+    from latentcode.prompts import read_prompts
+
+    lm = embedded
+    lm.model.double()
+    try:
+        prompts = [p.prompt for p in read_prompts()[1::8]]
+        ids = lm.prompt_ids([prompts[21], prompts[21] + " Please answer in detail, step by step."])
+        assert len(ids[1]) > len(ids[0])
+        x, mask = left_pad(ids, lm.tokenizer.pad_token_id, "cpu")
+        with exact_forward(), torch.inference_mode():
+            batched = lm.model(input_ids=x, attention_mask=mask,
+                               position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[0, -1]
+            alone = lm.model(input_ids=torch.tensor(ids[:1])).logits[0, -1]
+        assert (batched - alone).abs().max().item() < 1e-9
+    finally:
+        lm.model.float()
+
+
+@pytest.mark.embedded
+def test_sparsamp_reading_near_the_end_of_a_long_block_is_not_pruned(embedded):
+    """Regression: a 96-bit block ends with the text; its bits count only when it is decoded,
+    so the receiver must count what the unfinished block already pins down before it judges
+    that the frame cannot fit in the remaining text (here the tokenizer's reading is wrong at
+    ``'s`` and the search has to come back to this prompt's end)."""
+    from latentcode.prompts import read_prompts
+
+    lm = embedded
+    lm.model.double()
+    try:
+        codec = make_codec("sparsamp")
+        prompt = [p.prompt for p in read_prompts()[1::8]][21]
+        payload = random_payloads(40, 64, seed=9)[21]
+        t = codec.encode(lm, [prompt], [payload], b"k2", max_new_tokens=200,
+                         ids=["sparsamp-00021"])[0]
+        assert t.meta["complete"]
+        result = codec.decode(lm, t, b"k2")
+        assert result.status == "ok" and result.bits == payload, result.message
+    finally:
+        lm.model.float()

@@ -14,9 +14,10 @@ Decoding works from text, never from saved token ids. Tokenizers are not injecti
 then ``"m"`` and ``" them"`` give the same text), so a decoder cannot simply re-tokenize.
 :meth:`Codec.decode` searches the readings instead: the tokenizer's reading first, the others
 ranked by a one-step lookahead, backtracking best-first until a frame verifies. Exact
-decoding also needs the receiver's distributions to match the sender's: float32 matrix
-products on CPU change with the batch shape, so codecs run the LM in float64, where batched and
-single-row logits usually agree to ~1e-13 (but see the known issue in ``sparsamp.py``).
+decoding also needs the receiver's distributions to match the sender's to the last bit, though
+the sender computes them in batches and the receiver one row at a time: codecs run the LM in
+float64 inside :func:`.numerics.exact_forward`, and :func:`step_probs` rounds the logits to a
+grid coarser than what remains of the difference.
 """
 
 from __future__ import annotations
@@ -38,12 +39,16 @@ from ..payload import KeyedStream, bit_accuracy
 from ..prompts import Prompt
 from ..transcripts import Transcript
 from .framing import CRC_BITS, HEADER_BITS, ChannelBits, FrameReader, frame_bits
+from .numerics import exact_forward
 
 LN2 = math.log(2)
 # No token carries more than log2(vocab) < 18 bits, and every token has at least one byte, so a
 # frame asking for more than this many bits per remaining byte is a wrong reading.
 MAX_BITS_PER_BYTE = 18
 LOOKAHEAD = 4  # ambiguous readings ranked by a one-step lookahead (the rest by probability)
+# Logits are rounded to this grid before anything else (see step_probs): a change of 1e-16
+# relative to a logit of order 10 flips a rounding about once in 10**11 tokens that matter.
+LOGIT_GRID = 2.0 ** -16
 
 
 class CodecError(ValueError):
@@ -160,9 +165,16 @@ def step_probs(logits: np.ndarray, temperature: float, top_p: float, allowed: np
     """Next-token distribution (float64, numpy) after temperature, top-p and masking.
 
     Computed per row with numpy so that sender and receiver, which see the rows in differently
-    shaped batches, run the very same arithmetic.
+    shaped batches, run the very same arithmetic. The logits are first rounded to a grid of
+    ``LOGIT_GRID``: the sender's and the receiver's float64 logits differ in their last bits
+    (other batch shapes, other chunking), and interval codecs need the same distribution to the
+    last bit on both sides. Without the grid such a difference flips a 2**-32 rounding of the
+    CDF about once in 2,000 tokens; with it both sides almost always start from identical
+    numbers. Rounding moves each probability by a factor of at most exp(2**-17): a KL to the
+    model below 1e-10 nats per token.
     """
-    z = np.where(allowed, logits.astype(np.float64) / temperature, -np.inf)
+    grid = np.round(logits.astype(np.float64) / LOGIT_GRID) * LOGIT_GRID
+    z = np.where(allowed, grid / temperature, -np.inf)
     z -= z.max()
     p = np.exp(z)
     p /= p.sum()
@@ -368,9 +380,11 @@ class Codec(ABC):
                 out.append(token)
             return out
 
-        gens = decode_loop(lm, lm.prompt_ids([p.prompt for p in prompts]), choose,
-                           max_new_tokens=max_new_tokens, min_new_tokens=0, batch_size=batch_size,
-                           progress=f"encoding ({self.name})" if progress else False)
+        with exact_forward():
+            gens = decode_loop(lm, lm.prompt_ids([p.prompt for p in prompts]), choose,
+                               max_new_tokens=max_new_tokens, min_new_tokens=0,
+                               batch_size=batch_size,
+                               progress=f"encoding ({self.name})" if progress else False)
         out = []
         for i, (prompt, gen, st) in enumerate(zip(prompts, gens, states)):
             raw = b"".join(table.bytes[t] for t in gen.tokens if t not in stop_ids)
@@ -419,6 +433,10 @@ class Codec(ABC):
         of model computation (default: 16 times the text's length in bytes, plus 512).
         """
         _require_float64(lm)
+        with exact_forward():
+            return self._decode(lm, transcript, key, max_backtracks, max_forward_tokens)
+
+    def _decode(self, lm, transcript, key, max_backtracks, max_forward_tokens) -> DecodeResult:
         table, stop_ids = token_table(lm), lm.stop_ids
         text = transcript.text.encode("utf-8")
         reader = FrameReader(key, transcript.id)
@@ -427,6 +445,7 @@ class Codec(ABC):
 
         def child_state(parent: RowState, token: int, extra: dict) -> RowState:
             return RowState(key, transcript.id, receiving=True, step=parent.step + 1,
+                            frame_len=parent.frame_len,
                             utf8=int(table.utf8_next[parent.utf8, token]), extra=extra)
 
         def rank(options, p, state, path, bits, cursor) -> list[tuple[float, Option]]:
@@ -475,7 +494,8 @@ class Codec(ABC):
                 failure = "frame header failed its check"
             elif complete:
                 failure = "CRC mismatch"
-            elif needed is not None and needed - len(bits) > MAX_BITS_PER_BYTE * (len(text) - cursor):
+            elif (needed is not None and needed - len(bits) - self.in_flight_bits(state)
+                  > MAX_BITS_PER_BYTE * (len(text) - cursor)):
                 failure = f"frame length {needed - HEADER_BITS - CRC_BITS} cannot fit in the text"
             elif cursor >= len(text):
                 failure = "text ended before the frame did"

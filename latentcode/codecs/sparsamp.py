@@ -19,20 +19,13 @@ nothing checkable before a block ends, so the first block is exactly the frame's
 handful of tokens, whatever ``block_bits`` is, and the rest of the frame goes in long blocks.
 
 Exactness. With long blocks the candidate points are far closer together (2**-128) than
-floating point can resolve, and the receiver's float64 probabilities differ from the sender's
-in the last bits (other batch shapes, other chunking); any such difference would move a
-candidate across a boundary. So both sides first round the distribution to integer
-frequencies at 2**-32 (a change of 1e-16 flips a rounding about once in a million steps), and
-all interval arithmetic after that is exact integer arithmetic. The tokens then follow that
+floating point can resolve, so both sides round the distribution to integer frequencies at
+2**-32 and do all interval arithmetic after that in exact integers; the logits themselves are
+computed so that sender and receiver agree (see :mod:`.numerics`). The tokens follow the
 quantized distribution exactly: ``r`` is uniform on a 2**-53 grid, finer than the CDF's and
 aligned with it, so a token of frequency ``f`` is sent with probability ``f / 2**32`` for any
 message. Its KL to the model (tokens below 2**-32 dropped, rounding) is recorded per
 transcript; about 1e-6 nats per token on the embedded model at top-p 1.
-
-Known issue (open): on some prompts SmolLM2's float64 logits in a left-padded batch differ from
-the unpadded single-row ones by ~3e-6 (PyTorch's fused CPU attention kernel versus the masked
-path), enough to flip a 2**-32 rounding; 2-3 of 40 embedded-model transcripts then fail to
-decode (the decoder says so; it never returns wrong bits).
 """
 
 from __future__ import annotations
@@ -71,7 +64,8 @@ class SparSamp(Codec):
         return self.block_bits
 
     def in_flight_bits(self, state: RowState) -> float:
-        """The unfinished block is known to be one of ``n`` candidates: log2(2**l / n) bits."""
+        """The unfinished block is known to be one of ``n`` candidates: log2(2**l / n) bits
+        (sender and receiver alike)."""
         n = state.extra.get("n")
         return float(state.extra["length"] - math.log2(n)) if n else 0.0
 
@@ -135,7 +129,7 @@ class SparSamp(Codec):
                 bits = [int(b) for b in f"{k:0{length}b}"]
                 options.append((token, bits, {"done": done + length}))
             else:
-                options.append((token, [], {"done": done, "n": count,
+                options.append((token, [], {"done": done, "n": count, "length": length,
                                             "history": history + ((start, n),)}))
         return sorted(options, key=lambda o: -p[o[0]])
 
