@@ -49,6 +49,20 @@ def length_sorted_batches(lm: LM, rows: list[list[int]], batch_size: int):
                       "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
 
 
+def cache_kwargs(model, cache) -> dict:
+    """The KV cache as a forward() argument: ``cache=`` in transformers >= 5.2x, where
+    ``past_key_values=`` is deprecated, and ``past_key_values=`` before."""
+    import inspect
+
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache}
+
+
+def output_cache(out):
+    """The KV cache a forward pass returned, under either name."""
+    return out["cache"] if "cache" in out else out.past_key_values  # noqa: SIM401 (lazy: the old name warns)
+
+
 @torch.inference_mode()
 def _decode_batch(lm: LM, prompts: list[list[int]], rows: list[int], choose: Chooser,
                   max_new_tokens: int, min_new_tokens: int) -> list[Generation]:
@@ -58,7 +72,7 @@ def _decode_batch(lm: LM, prompts: list[list[int]], rows: list[int], choose: Cho
     ids, mask = left_pad(prompts, pad_id, device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
-    cache, logits = out.past_key_values, out.logits[:, -1, :]
+    cache, logits = output_cache(out), out.logits[:, -1, :]
     next_pos = positions[:, -1] + 1
     gens = [Generation([], False) for _ in prompts]
     running = list(range(len(prompts)))
@@ -82,8 +96,8 @@ def _decode_batch(lm: LM, prompts: list[list[int]], rows: list[int], choose: Cho
             break
         mask = torch.cat([mask, torch.ones((len(prompts), 1), dtype=torch.long, device=device)], 1)
         out = model(input_ids=tokens[:, None].to(device), attention_mask=mask,
-                    position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1, :]
+                    position_ids=next_pos[:, None], use_cache=True, **cache_kwargs(model, cache))
+        cache, logits = output_cache(out), out.logits[:, -1, :]
         next_pos = next_pos + 1
     return gens
 

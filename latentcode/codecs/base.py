@@ -33,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ..generation import decode_loop
+from ..generation import cache_kwargs, decode_loop, output_cache
 from ..lm import LM
 from ..payload import KeyedStream, bit_accuracy
 from ..prompts import Prompt
@@ -560,7 +560,7 @@ class _Speculator:
     def __init__(self, lm: LM, prompt: list[int], table: TokenTable, text: bytes):
         self.lm, self.prompt, self.table, self.text = lm, prompt, table, text
         out = lm.model(input_ids=torch.tensor([prompt], device=lm.device), use_cache=True)
-        self.cache, self.cached = out.past_key_values, []  # tokens after the prompt in the cache
+        self.cache, self.cached = output_cache(out), []  # tokens after the prompt in the cache
         self.root = out.logits[0, -1]
         self.guess: list[int] = []  # the guessed path whose logits rows are stored
         self.rows, self.base = self.root[None], 0  # rows[i]: after prompt + guess[:base + i]
@@ -583,7 +583,7 @@ class _Speculator:
         if not feed:
             return self.root[None]
         out = self.lm.model(input_ids=torch.tensor([feed], device=self.lm.device),
-                            past_key_values=self.cache, use_cache=True)
+                            use_cache=True, **cache_kwargs(self.lm.model, self.cache))
         self.cached = path[:common] + feed
         self.computed += len(feed)
         if not path:
