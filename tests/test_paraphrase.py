@@ -99,7 +99,7 @@ def test_minilm_classifier_learns_a_textual_difference_and_reloads_exactly(tmp_p
     from latentcode.transcripts import Transcript
 
     rng = np.random.default_rng(0)
-    words = "river stone cloud bread music garden window paper light road".split()
+    words = ["river", "stone", "cloud", "bread", "music", "garden", "window", "paper", "light", "road"]
 
     def make(n, label, prefix):
         out = []

@@ -1,7 +1,7 @@
 """Throughput of every detector on the embedded model, and how close ``distribution`` comes to
 the model's own batched forward pass.
 
-Run by hand: `.venv/bin/python benchmarks/detectors.py [--n 96 --max-new-tokens 128]`.
+Run by hand: `.venv/bin/python benchmarks/detector_speed.py [--n 96 --max-new-tokens 128]`.
 
 The same process samples ``n`` clean responses (label 0) and ``n`` at temperature 1.5 (label 1,
 only so that supervised detectors have two classes to fit), fits each detector on the first
@@ -9,8 +9,9 @@ half of the prompts and scores the other half. Scoring is timed with the token-s
 cache cleared, so each detector pays for its own model passes. For ``distribution`` it also
 times, on the same texts and batch size:
 
-- raw forward: ``lm.model(**inputs)`` over the same left-padded batches and nothing else (the
-  floor: a detector cannot be faster than reading the logits once);
+- raw forward: ``lm.model(**inputs)`` over the same left-padded batches, logits kept for the
+  text's positions only, and nothing else (the floor: a detector cannot be faster than reading
+  those logits once);
 - one at a time: the same statistics computed one transcript per forward pass.
 
 and prints distribution/one-at-a-time (target >= 5x) and distribution/raw (target >= 0.7).
@@ -44,11 +45,13 @@ def timed(fn):
 @torch.inference_mode()
 def raw_forward(lm, transcripts, batch_size: int) -> None:
     prompts = lm.prompt_ids([t.prompt for t in transcripts])
-    rows = []
+    rows, widths = [], []
     for t, p in zip(transcripts, prompts):
-        rows.append(p + lm.tokenizer(t.text, add_special_tokens=False)["input_ids"])
-    for _, inputs in length_sorted_batches(lm, rows, batch_size):
-        lm.model(**inputs)
+        ids = lm.tokenizer(t.text, add_special_tokens=False)["input_ids"]
+        rows.append(p + ids)
+        widths.append(len(ids))
+    for batch, inputs in length_sorted_batches(lm, rows, batch_size):
+        lm.model(**inputs, logits_to_keep=max(widths[i] for i in batch) + 1)
 
 
 def main() -> None:
