@@ -117,6 +117,24 @@ class Detector:
             setattr(self, key, value)
 
 
+class ZScoredOnClean(Detector):
+    """An unsupervised detector whose ``raw_scores`` are read as z-scores against clean
+    reference text: ``fit`` learns only their mean and spread on the clean transcripts."""
+
+    def raw_scores(self, transcripts: Sequence[Transcript]) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, transcripts: Sequence[Transcript], labels: Sequence[int] | None = None):
+        raw = self.raw_scores(clean_reference(transcripts, labels))
+        self.reference_mean_ = float(raw.mean())
+        self.reference_std_ = float(raw.std()) if len(raw) > 1 and raw.std() > 0 else 1.0
+        return self
+
+    def score(self, transcripts: Sequence[Transcript]) -> np.ndarray:
+        self.check_fitted()
+        return (self.raw_scores(transcripts) - self.reference_mean_) / self.reference_std_
+
+
 # --------------------------------------------------------------------------- registry
 
 Factory = Callable[..., Detector]

@@ -23,13 +23,13 @@ from latentcode.lm import LM
 from latentcode.paraphrase import INSTRUCTION, paraphrase_texts, paraphrase_transcripts
 from latentcode.transcripts import Transcript
 
-from .base import Detector, DetectorError, check_transcripts, clean_reference, register
+from .base import DetectorError, ZScoredOnClean, check_transcripts, register
 from .token_stats import token_stats
 
 STATISTICS = ("loglik", "logrank")
 
 
-class ParaphraseDetector(Detector):
+class ParaphraseDetector(ZScoredOnClean):
     name = "paraphrase"
     needs_lm = True
 
@@ -66,15 +66,6 @@ class ParaphraseDetector(Detector):
                      for t, p in zip(transcripts, self.paraphrases(transcripts))]
         return self._statistic(rewritten) - self._statistic(transcripts)
 
-    def fit(self, transcripts: Sequence[Transcript], labels: Sequence[int] | None = None):
-        raw = self.raw_scores(clean_reference(transcripts, labels))
-        self.reference_mean_ = float(raw.mean())
-        self.reference_std_ = float(raw.std()) if len(raw) > 1 and raw.std() > 0 else 1.0
-        return self
-
-    def score(self, transcripts: Sequence[Transcript]) -> np.ndarray:
-        self.check_fitted()
-        return (self.raw_scores(transcripts) - self.reference_mean_) / self.reference_std_
 
 
 @register("paraphrase", needs_lm=True)
