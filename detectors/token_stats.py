@@ -10,7 +10,6 @@ prompt, text) in a process: a bounded cache serves the second detector that asks
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from latentcode.lm import LM
 from latentcode.transcripts import Transcript
 
 from .base import DetectorError
+from .cache import ForwardCache, clear_all
 
 CACHE_SIZE = 20_000
 
@@ -38,7 +38,7 @@ class TokenStats:
         return len(self.logp)
 
 
-_cache: OrderedDict = OrderedDict()
+_cache = ForwardCache(CACHE_SIZE)
 
 
 def _context_limit(lm: LM) -> int | None:
@@ -57,13 +57,12 @@ def token_stats(lm: LM, transcripts: Sequence[Transcript], *, max_tokens: int = 
     from tqdm.auto import tqdm
 
     out: list[TokenStats | None] = [None] * len(transcripts)
-    keys = [(id(lm.model), lm.name, max_tokens, t.prompt, t.text) for t in transcripts]
+    model_key = ForwardCache.model_key(lm)
+    keys = [(model_key, max_tokens, t.prompt, t.text) for t in transcripts]
     todo = []
     for i, key in enumerate(keys):
-        if key in _cache:
-            _cache.move_to_end(key)
-            out[i] = _cache[key]
-        else:
+        out[i] = _cache.get(key)
+        if out[i] is None:
             todo.append(i)
     if not todo:
         return out  # type: ignore[return-value]
@@ -99,13 +98,12 @@ def token_stats(lm: LM, transcripts: Sequence[Transcript], *, max_tokens: int = 
             stats = TokenStats(logp.double().cpu().numpy(), rank.cpu().numpy(),
                                mean.double().cpu().numpy(), var.double().cpu().numpy(), cut[j])
             out[todo[j]] = stats
-            _cache[keys[todo[j]]] = stats
-            if len(_cache) > CACHE_SIZE:
-                _cache.popitem(last=False)
+            _cache.put(keys[todo[j]], stats)
         bar.update(len(batch))
     bar.close()
     return out  # type: ignore[return-value]
 
 
 def clear_cache() -> None:
-    _cache.clear()
+    """Empty every detector forward cache (token statistics and pooled hidden states)."""
+    clear_all()

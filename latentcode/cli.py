@@ -192,6 +192,20 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write report.html, metrics.json and figures for scored, labelled transcripts."""
+    from .report import ReportInputError, build_report
+
+    try:
+        out = build_report(args.files, args.out, compare=args.compare, n_boot=args.n_bootstrap,
+                           seed=args.seed, n_examples=args.examples)
+    except ReportInputError as err:
+        print(f"latentcode report: {err}\nnothing was written.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"wrote {out / 'report.html'} (numbers in {out / 'metrics.json'})")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check transcript files and summarise them; every problem is listed, exit status 2."""
     from collections import Counter
@@ -304,6 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.set_defaults(func=cmd_detect)
 
+    p = sub.add_parser("report", help="ROC report (HTML, metrics.json, figures) from scored transcripts")
+    p.add_argument("files", nargs="+", help="scored, labelled transcripts (from latentcode detect)")
+    p.add_argument("--out", required=True, help="report folder (replaced atomically)")
+    p.add_argument("--compare", default=None, help="another report's metrics.json to set beside")
+    p.add_argument("--n-bootstrap", type=int, default=2000, help="resamples for the AUROC CI")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--examples", type=int, default=3,
+                   help="most and least suspicious transcripts shown per detector")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("validate", help="check transcript files and summarise them")
     p.add_argument("files", nargs="+", help="transcript JSONL files (native or chat form)")
     p.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES)
@@ -327,7 +351,7 @@ def _usage_error(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("n", "max_new_tokens", "batch_size", "payload_bits"):
+    for name in ("n", "max_new_tokens", "batch_size", "payload_bits", "n_bootstrap", "examples"):
         if getattr(args, name, 1) < 1:
             return _usage_error(f"--{name.replace('_', '-')} must be at least 1")
     if getattr(args, "temperature", 0) < 0:

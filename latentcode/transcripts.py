@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -182,6 +182,25 @@ def parse_transcript(obj: dict, file: str, line: int) -> tuple[Transcript | None
 # ------------------------------------------------------------------------- reading/writing
 
 
+def iter_transcripts(
+    path: str | os.PathLike, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[tuple[int, Transcript | LineError]]:
+    """Yield ``(line_number, transcript)`` for each record of one JSONL file, or its errors.
+
+    For readers that must point back at a line later (the report, when files disagree).
+    """
+    for lineno, obj in iter_json_objects(path, max_line_bytes):
+        if isinstance(obj, LineError):
+            yield lineno, obj
+            continue
+        transcript, problems = parse_transcript(obj, str(path), lineno)
+        if transcript is None:
+            for problem in problems:
+                yield lineno, problem
+        else:
+            yield lineno, transcript
+
+
 def read_transcripts(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -198,13 +217,9 @@ def read_transcripts(
     seen: dict[str, tuple[str, int]] = {}
     for path in paths:
         n_before = len(out)
-        for lineno, obj in iter_json_objects(path, max_line_bytes):
-            if isinstance(obj, LineError):
-                errors.append(obj)
-                continue
-            transcript, problems = parse_transcript(obj, str(path), lineno)
-            errors.extend(problems)
-            if transcript is None:
+        for lineno, transcript in iter_transcripts(path, max_line_bytes=max_line_bytes):
+            if isinstance(transcript, LineError):
+                errors.append(transcript)
                 continue
             if transcript.id in seen:
                 first_file, first_line = seen[transcript.id]
@@ -228,3 +243,21 @@ def write_transcripts(path: str | os.PathLike, transcripts: Iterable[Transcript]
         dupes = sorted(i for i, n in counts.items() if n > 1)[:5]
         raise ValueError(f"refusing to write duplicate transcript ids: {dupes}")
     write_jsonl(path, (t.to_dict() for t in transcripts))
+
+
+def bits_per_token(transcript: Transcript) -> float | None:
+    """Hidden bits per generated token, from ``meta``; ``None`` when the writer did not say.
+
+    ``meta["bits_per_token"]`` wins when a writer (a trained channel, an external encoder) gives
+    it; codecs record ``bits_embedded`` (+ ``bits_in_flight``, what an unfinished block already
+    pins down) over ``n_tokens``. Clean transcripts carry 0.
+    """
+    meta = transcript.meta
+    if isinstance(meta.get("bits_per_token"), (int, float)):
+        return float(meta["bits_per_token"])
+    if transcript.label == 0:
+        return 0.0
+    tokens = meta.get("n_tokens")
+    if isinstance(meta.get("bits_embedded"), (int, float)) and isinstance(tokens, int) and tokens:
+        return (meta["bits_embedded"] + float(meta.get("bits_in_flight", 0.0))) / tokens
+    return None

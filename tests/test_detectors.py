@@ -33,6 +33,31 @@ def _auroc(clean_scores, other_scores):
     return roc_auc_score(y, np.r_[clean_scores, other_scores])
 
 
+def test_forward_caches_serve_repeats_and_never_outlive_a_weight_update(tiny):
+    from detectors.probe import pooled_hidden_states
+
+    texts = [Transcript(id="c1", prompt="Hi", text="Hello there, friend.")]
+    clear_cache()
+    first, again = token_stats(tiny, texts)[0], token_stats(tiny, texts)[0]
+    assert again is first  # served from the cache
+    pooled = pooled_hidden_states(tiny, texts, [-1])
+    np.testing.assert_array_equal(pooled_hidden_states(tiny, texts, [-1]), pooled)
+    weight, norm = tiny.model.get_output_embeddings().weight, tiny.model.model.norm.weight
+    saved, saved_norm = weight.detach().clone(), norm.detach().clone()
+    try:
+        with torch.no_grad():
+            weight.mul_(1.5)  # what an optimizer step does: an in-place update
+            norm.mul_(1.5)
+        after = token_stats(tiny, texts)[0]
+        assert after is not first and not np.allclose(after.logp, first.logp)
+        assert not np.allclose(pooled_hidden_states(tiny, texts, [-1]), pooled)
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+            norm.copy_(saved_norm)
+        clear_cache()
+
+
 def test_token_stats_match_a_direct_computation_one_text_at_a_time(tiny):
     texts = [Transcript(id=f"t{i}", prompt=p, text=s) for i, (p, s) in enumerate(
         [("Hi", "Hello there, friend."), ("Say more.", "A much longer answer, with words."),
