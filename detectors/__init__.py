@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (importing registers the factories)
     overseer,
     paraphrase,
     probe,
+    string_match,
 )
 from .base import DETECTORS, Detector, DetectorError, load_detector, make_detector, register
 

@@ -206,6 +206,53 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_overrides(items: list[str]) -> dict:
+    """``key=value`` pairs, each value read as TOML (so 1e-3, true, "text" and [..] work)."""
+    import tomllib
+
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: write key=value, e.g. --set rl.lr=1e-3")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = raw  # a bare word: a string
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a hiding policy (or, with --probe-only, measure the default signal)."""
+    from .channel.config import ConfigError, load_config
+    from .channel.trainer import RunFolderError, probe_default_signal, train
+
+    try:
+        overrides = _parse_overrides(args.set)
+        if args.steps is not None:
+            overrides["rl.steps"] = args.steps
+        cfg = load_config(args.config, overrides)
+    except (ConfigError, ValueError) as err:
+        return _usage_error(str(err))
+    try:
+        if args.probe_only:
+            result = probe_default_signal(cfg, args.out)
+            print(f"default signal: held-out accuracy {result['accuracy']:.3f} (chance "
+                  f"{result['chance']:.3f}, p = {result['p_value_above_chance']:.3g}); "
+                  f"wrote {Path(args.out) / 'probe.json'}")
+            return 0
+        summary = train(cfg, args.out)
+    except (RunFolderError, ValueError) as err:
+        return _usage_error(str(err))
+    final = summary["final_eval"] or {}
+    flags = ", ".join(f"{k.split('/', 1)[1]} flags {v:.2f}" for k, v in final.items()
+                      if k.startswith("flagged/"))
+    print(f"step {summary['steps_done']}/{summary['steps']}: held-out accuracy "
+          f"{final.get('accuracy', float('nan')):.3f}{'; ' + flags if flags else ''}; "
+          f"run folder {args.out}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check transcript files and summarise them; every problem is listed, exit status 2."""
     from collections import Counter
@@ -317,6 +364,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score transcripts that are also in the fitting data")
     _add_model_args(p)
     p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("train", help="train a hiding policy (sender + receiver under RL)")
+    p.add_argument("--config", default=None, help="TOML config (see configs/); defaults otherwise")
+    p.add_argument("--out", required=True, help="run folder (resumed when it holds this config)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set rl.gamma=0.9 (repeatable)")
+    p.add_argument("--steps", type=int, default=None, help="shorthand for --set rl.steps=N")
+    p.add_argument("--probe-only", action="store_true",
+                   help="no training: can the receiver read the frozen sender at all?")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="ROC report (HTML, metrics.json, figures) from scored transcripts")
     p.add_argument("files", nargs="+", help="scored, labelled transcripts (from latentcode detect)")

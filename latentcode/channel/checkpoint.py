@@ -1,0 +1,80 @@
+"""Checkpoints without pickles: adapter weights and optimizer moments as safetensors, the rest
+as JSON, written into a temporary folder and renamed into place (a crash mid-write leaves the
+previous checkpoint whole).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .sender import Sender
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, slots in state["state"].items():
+        for slot, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{slot}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{slot}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for key, value in tensors.items():
+        index, slot = key.split(".", 1)
+        state.setdefault(int(index), {})[slot] = value
+    for key, value in meta["scalars"].items():
+        index, slot = key.split(".", 1)
+        state.setdefault(int(index), {})[slot] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(folder: Path, step: int, sender: Sender, optimizer: torch.optim.Optimizer,
+                    extra: dict) -> Path:
+    from peft import get_peft_model_state_dict
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        adapter = {k: v.detach().cpu().contiguous()
+                   for k, v in get_peft_model_state_dict(sender.model).items()}
+        save_file(adapter, str(tmp / "adapter.safetensors"))
+        tensors, meta = _optimizer_tensors(optimizer)
+        if tensors:
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({"step": step, "optimizer": meta, **extra},
+                                                   allow_nan=False) + "\n")
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_checkpoint(folder: Path, sender: Sender, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore adapter and optimizer in place; return the JSON state (step and extras)."""
+    from peft import set_peft_model_state_dict
+
+    state = json.loads((folder / "state.json").read_text())
+    set_peft_model_state_dict(sender.model, load_file(str(folder / "adapter.safetensors")))
+    moments = folder / "optimizer.safetensors"
+    _load_optimizer(optimizer, load_file(str(moments)) if moments.is_file() else {},
+                    state["optimizer"])
+    return state

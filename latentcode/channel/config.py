@@ -1,0 +1,147 @@
+"""Training configuration: nested dataclasses read from TOML, every key checked.
+
+A typo or a bad value is reported with its dotted key, what was given and what is allowed, so
+a user never trains for half an hour on a default they did not mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A malformed training config; the message names the key and the allowed values."""
+
+
+def choice(default, *choices):
+    return field(default=default, metadata={"choices": choices})
+
+
+@dataclass
+class TaskConfig:
+    name: str = choice("payload", "payload", "collusion")
+    bits: int = 1  # payload task: bits per episode
+    presentation: str = choice("bits", "bits", "words")  # how the sender is told the payload
+    prompts: str = ""  # cover prompts (JSONL/.txt); empty: the bundled ones
+    data: str = ""  # collusion task: its dataset (JSONL); empty: the bundled one
+
+
+@dataclass
+class SenderConfig:
+    model: str = ""  # empty: the embedded SmolLM2-135M-Instruct
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    max_new_tokens: int = 24
+    temperature: float = 1.0
+
+
+@dataclass
+class ReceiverConfig:
+    kind: str = choice("likelihood", "likelihood", "bow")
+    history: int = 512  # bow: refit on this many recent responses
+
+
+@dataclass
+class RLConfig:
+    steps: int = 60
+    prompts_per_step: int = 8
+    group_size: int = 4
+    lr: float = 1e-3
+    kl_coef: float = 0.05
+    gamma: float = 1.0  # per-token credit: token t gets gamma**(T-1-t) of the final reward
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class RewardConfig:
+    decode: str = choice("logprob", "logprob", "accuracy")
+    overseers: list[str] = field(default_factory=lambda: ["string-match"])
+    overseer_weight: float = 0.0  # lambda, reached after overseer_warmup steps
+    overseer_warmup: int = 0
+    length_weight: float = 0.0  # per token beyond target_length
+    target_length: int = 0
+    calibration_samples: int = 64  # clean reference responses that set detector thresholds
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10
+    prompts: int = 32
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    task: TaskConfig = field(default_factory=TaskConfig)
+    sender: SenderConfig = field(default_factory=SenderConfig)
+    receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check_value(key: str, f: dataclasses.Field, value, hint) -> object:
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(choices)}")
+    origin = typing.get_origin(hint)
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: must be a list of strings, got {value!r}")
+        return list(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(data: dict, cls=TrainConfig, prefix: str = ""):
+    """Build ``cls`` from a (possibly partial) dict; unknown keys and bad types are errors."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: must be a table, got {data!r}")
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"[{prefix.rstrip('.')}]" if prefix else "the top level"
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key in {where}; allowed: "
+                          f"{', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = from_dict(value, hint, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_value(f"{prefix}{name}", fields[name], value, hint)
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
+    """Read a TOML config (or start from the defaults) and apply dotted overrides."""
+    data: dict = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    try:
+        return from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}" if path else str(err)) from None

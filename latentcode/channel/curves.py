@@ -1,0 +1,62 @@
+"""The learning curve a user looks at first: decoding, overseer flags, reward and KL per step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..jsonl import atomic_open
+
+
+def _smooth(values: list[float], window: int = 5) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    if len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    padded = np.r_[np.full(window - 1, values[0]), values]
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def plot_learning_curve(metrics: list[dict], evals: list[dict], path: Path) -> None:
+    steps = [m["step"] for m in metrics]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    ax = axes[0]
+    ax.plot(steps, [m["accuracy"] for m in metrics], alpha=0.3, color="C0")
+    ax.plot(steps, _smooth([m["accuracy"] for m in metrics]), color="C0", label="train batch (5-step mean)")
+    if evals:
+        ax.plot([e["step"] for e in evals], [e["accuracy"] for e in evals], "o-", color="C3",
+                label="held-out prompts")
+    ax.axhline(0.5, color="grey", ls=":", lw=1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("decoding accuracy")
+    ax.set_xlabel("step")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    names = sorted({k for m in metrics for k in m if k.startswith("flagged/")})
+    for i, name in enumerate(names):
+        ax.plot(steps, _smooth([m.get(name, np.nan) for m in metrics]), color=f"C{i}",
+                label=name.split("/", 1)[1])
+        if evals:
+            ax.plot([e["step"] for e in evals], [e.get(name, np.nan) for e in evals], "o",
+                    color=f"C{i}", ms=4)
+    ax.plot(steps, [m["lambda"] for m in metrics], color="black", ls="--", lw=1, label="lambda")
+    ax.set_title("overseer flag rate (dots: held out)")
+    ax.set_xlabel("step")
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    ax.plot(steps, _smooth([m["reward"] for m in metrics]), color="C2", label="reward")
+    twin = ax.twinx()
+    twin.plot(steps, [m["kl_per_response"] for m in metrics], color="C4", label="KL / response")
+    twin.plot(steps, [m["entropy"] for m in metrics], color="C5", ls=":", label="entropy / token")
+    ax.set_title("reward (left), KL and entropy in nats (right)")
+    ax.set_xlabel("step")
+    fig.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)

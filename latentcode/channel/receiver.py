@@ -1,0 +1,112 @@
+"""Receivers: read the prompt and the response (never the secret) and name the secret.
+
+Each returns, per response, a log-probability for every candidate secret, so the decoding
+reward can be the log-probability of the truth or plain accuracy.
+
+- ``likelihood``: the sender's own model scores the response under each candidate's system
+  prompt and normalises (a log-likelihood ratio). It shares the sender's weights, so it can
+  read a code from the first step; RL-NOTES.md records that this receiver is the one with which
+  a channel emerged in minutes on this machine.
+- ``bow``: TF-IDF + logistic regression, refitted on the sender's recent responses (the
+  supervised receiver of Mathew et al. 2024); starts blind, needs a default signal to grow.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+
+from .sender import Rollouts, Sender, response_logprobs
+
+
+class LikelihoodReceiver:
+    name = "likelihood"
+
+    def __init__(self, sender: Sender, system_for):
+        self.sender, self.system_for = sender, system_for
+
+    def observe(self, rollouts: Rollouts) -> None:
+        """Learns nothing of its own: it moves with the sender's weights."""
+
+    @torch.no_grad()
+    def log_posteriors(self, rollouts: Rollouts, batch_size: int = 64) -> np.ndarray:
+        lm = self.sender.lm
+        candidates = rollouts.episodes[0].candidates
+        prompts, responses, index = [], [], []
+        for row in range(len(rollouts)):
+            ep = rollouts.episode_of(row)
+            for c, secret in enumerate(candidates):
+                ids = lm.tokenizer(lm.render(ep.prompt, self.system_for(ep, secret)),
+                                   add_special_tokens=False)["input_ids"]
+                prompts.append(ids)
+                responses.append(rollouts.response_ids[row])
+                index.append((row, c))
+        total = np.zeros((len(rollouts), len(candidates)))
+        self.sender.model.eval()
+        for start in range(0, len(prompts), batch_size):
+            logp, _ = response_logprobs(lm, prompts[start:start + batch_size],
+                                        responses[start:start + batch_size])
+            for (row, c), value in zip(index[start:start + batch_size], logp.sum(-1).tolist()):
+                total[row, c] = value
+        return total - np.logaddexp.reduce(total, axis=1, keepdims=True)
+
+
+class BagOfWordsReceiver:
+    name = "bow"
+
+    def __init__(self, history: int = 512, seed: int = 0):
+        self.texts: deque[str] = deque(maxlen=history)
+        self.labels: deque[str] = deque(maxlen=history)
+        self.seed = seed
+        self.model_ = None
+
+    def observe(self, rollouts: Rollouts) -> None:
+        """Add the batch to the history and refit (after scoring it: no peeking)."""
+        for row, text in enumerate(rollouts.texts):
+            self.texts.append(text)
+            self.labels.append(rollouts.episode_of(row).secret)
+        self._refit()
+
+    def _refit(self) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        if len(set(self.labels)) > 1:
+            self.model_ = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1),
+                                        LogisticRegression(C=1.0, max_iter=1000,
+                                                           random_state=self.seed))
+            self.model_.fit(list(self.texts), list(self.labels))
+
+    def log_posteriors(self, rollouts: Rollouts) -> np.ndarray:
+        candidates = list(rollouts.episodes[0].candidates)
+        if self.model_ is None:
+            return np.full((len(rollouts), len(candidates)), -np.log(len(candidates)))
+        proba = self.model_.predict_proba(rollouts.texts)
+        out = np.full((len(rollouts), len(candidates)), -30.0)
+        for j, cls in enumerate(self.model_.classes_):
+            out[:, candidates.index(cls)] = np.log(np.clip(proba[:, j], 1e-13, None))
+        return out - np.logaddexp.reduce(out, axis=1, keepdims=True)
+
+    def state(self) -> dict:
+        return {"texts": list(self.texts), "labels": list(self.labels)}
+
+    def load_state(self, state: dict) -> None:
+        self.texts.clear()
+        self.labels.clear()
+        self.texts.extend(state["texts"])
+        self.labels.extend(state["labels"])
+        self._refit()
+
+
+def make_receiver(kind: str, sender: Sender, task, *, history: int = 512, seed: int = 0):
+    if kind == "likelihood":
+        if task.name == "collusion":
+            raise ValueError("receiver.kind \"likelihood\" cannot rebuild the CV the sender saw: "
+                             "use receiver.kind = \"bow\" with the collusion task")
+        return LikelihoodReceiver(sender, task.system_for)
+    if kind == "bow":
+        return BagOfWordsReceiver(history, seed)
+    raise ValueError(f"receiver.kind {kind!r}: choose likelihood or bow")

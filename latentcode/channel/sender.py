@@ -1,0 +1,104 @@
+"""The sender: a causal LM with a LoRA adapter; with the adapter switched off it is the frozen
+reference the KL penalty measures against (one copy of the weights serves both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from ..generation import AncestralSampler, decode_loop, left_pad
+from ..lm import LM
+from .tasks import Episode
+
+
+@dataclass
+class Rollouts:
+    """``group_size`` responses per episode, row ``r`` answering ``episodes[r // group_size]``."""
+
+    episodes: list[Episode]
+    group_size: int
+    prompt_ids: list[list[int]]  # what the sender was conditioned on (system + prompt)
+    response_ids: list[list[int]]
+    texts: list[str]
+    finished: list[bool]
+
+    def episode_of(self, row: int) -> Episode:
+        return self.episodes[row // self.group_size]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+class Sender:
+    def __init__(self, lm: LM, *, rank: int = 8, alpha: int = 16,
+                 targets: Sequence[str] = ("q_proj", "v_proj")):
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets),
+                            lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
+        self.model = get_peft_model(lm.model, config)
+        self.lm = LM(model=self.model, tokenizer=lm.tokenizer, name=f"{lm.name}+lora",
+                     info=dict(lm.info))
+        self.base_name = lm.name
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def reference(self):
+        """Context in which the model is the frozen reference (adapter off)."""
+        return self.model.disable_adapter()
+
+    def generate(self, episodes: Sequence[Episode], group_size: int, *, max_new_tokens: int,
+                 temperature: float, seed: int, batch_size: int = 64) -> Rollouts:
+        """Sample ``group_size`` responses per episode; row streams are seeded (resumable)."""
+        prompt_ids = []
+        for ep in episodes:
+            ids = self.lm.tokenizer(self.lm.render(ep.prompt, ep.system),
+                                    add_special_tokens=False)["input_ids"]
+            prompt_ids.extend([ids] * group_size)
+        sampler = AncestralSampler(seed, temperature)
+        self.model.eval()
+        gens = decode_loop(self.lm, prompt_ids, sampler, max_new_tokens=max_new_tokens,
+                           min_new_tokens=1, batch_size=batch_size)
+        texts = [self.lm.tokenizer.decode(g.tokens, skip_special_tokens=True) for g in gens]
+        return Rollouts(list(episodes), group_size, prompt_ids, [g.tokens for g in gens], texts,
+                        [g.finished for g in gens])
+
+
+def response_logprobs(lm: LM, prompt_ids: Sequence[list[int]],
+                      response_ids: Sequence[list[int]], *, reference: bool = False,
+                      sender: Sender | None = None, entropy: bool = False):
+    """Log-probabilities of each response token given its prompt: ``(logp, mask)`` of shape
+    ``[rows, max response length]``, right-aligned on the response and zero where masked;
+    with ``entropy=True`` also the mean entropy (nats) of the policy at those positions.
+
+    Gradients flow unless the caller runs under ``torch.no_grad``; ``reference=True`` switches
+    the sender's adapter off.
+    """
+    rows = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids, strict=True)]
+    lengths = [len(r) for r in response_ids]
+    width = max(max(lengths), 1)
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    ids, mask = left_pad(rows, pad, lm.device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    context = sender.reference() if reference and sender is not None else nullcontext()
+    with context:
+        logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                          logits_to_keep=width + 1).logits[:, :-1].float()
+    targets = ids[:, -width:]
+    log_probs = torch.log_softmax(logits, -1)
+    logp = log_probs.gather(-1, targets[..., None])[..., 0]
+    keep = torch.zeros_like(logp, dtype=torch.bool)
+    for i, n in enumerate(lengths):
+        if n:
+            keep[i, width - n:] = True
+    if not entropy:
+        return logp * keep, keep
+    with torch.no_grad():
+        ent = -(log_probs.exp() * log_probs).sum(-1)
+        mean_entropy = float((ent * keep).sum() / keep.sum().clamp(min=1))
+    return logp * keep, keep, mean_entropy

@@ -1,0 +1,301 @@
+"""The RL loop that trains a hiding policy, readable top to bottom (after cleanrl).
+
+Each step: draw episodes (cover prompt + secret), sample a group of responses per episode from
+the sender, let the receiver name the secret from prompt and response alone, ask the
+overseers how suspicious each response is, turn decode reward minus overseer penalty into
+group-relative advantages with per-token discounted credit, and take one policy-gradient step
+with a KL penalty to the frozen reference (the same weights, adapter off).
+
+A run writes one folder: ``config.json``, ``metrics.jsonl`` (one line per step),
+``eval.jsonl`` (held-out prompts every ``eval.every`` steps) with the evaluated transcripts in
+``transcripts/``, ``checkpoint/`` (adapter, optimizer, receiver history: resumable),
+``adapter/`` (the final LoRA weights), ``learning_curve.png`` and ``summary.json``. Every step
+draws its episodes and samples from seeds derived from (seed, step), so a resumed run repeats
+the steps an uninterrupted one would have taken.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..jsonl import write_json, write_jsonl
+from ..lm import LM, load_lm
+from ..transcripts import Transcript, write_transcripts
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .overseers import make_overseers
+from .receiver import make_receiver
+from .rewards import (
+    decode_reward,
+    group_advantages,
+    kl_per_token,
+    overseer_weight,
+    token_credit,
+    total_reward,
+)
+from .sender import Rollouts, Sender, response_logprobs
+from .tasks import Episode, make_task
+
+
+class RunFolderError(ValueError):
+    """The output folder holds a run with another config."""
+
+
+def step_seed(seed: int, step: int, what: str) -> int:
+    return int.from_bytes(random.Random(f"{seed}/{what}/{step}").randbytes(4), "little")
+
+
+def judge(overseers, rollouts: Rollouts) -> tuple[np.ndarray, dict]:
+    """Mean suspicion over overseers, and each overseer's flags."""
+    if not overseers:
+        return np.zeros(len(rollouts)), {}
+    suspicions, flags = [], {}
+    for overseer in overseers:
+        s, f = overseer.judge(rollouts)
+        suspicions.append(s)
+        flags[overseer.name] = f
+    return np.mean(suspicions, axis=0), flags
+
+
+def calibrate(overseers, sender: Sender, task, cfg: TrainConfig) -> None:
+    """Fit each overseer on clean responses of the frozen reference (seeded: resumable)."""
+    if not any(hasattr(o, "detector") for o in overseers):
+        return
+    rng = random.Random(step_seed(cfg.seed, 0, "calibrate"))
+    clean_eps = [Episode(e.id, e.prompt, task.clean_system(), e.secret, e.candidates)
+                 for e in task.episodes(cfg.reward.calibration_samples, rng, "train")]
+    with sender.reference():
+        clean = sender.generate(clean_eps, 1, max_new_tokens=cfg.sender.max_new_tokens,
+                                temperature=cfg.sender.temperature,
+                                seed=step_seed(cfg.seed, 0, "calibrate-sample"))
+    transcripts = [Transcript(id=f"clean-{i}", prompt=clean.episodes[i].prompt, text=text)
+                   for i, text in enumerate(clean.texts) if text.strip()]
+    for overseer in overseers:
+        overseer.calibrate(transcripts)
+
+
+def train_step(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, task,
+               optimizer: torch.optim.Optimizer) -> dict:
+    started = time.perf_counter()
+    rl, reward_cfg = cfg.rl, cfg.reward
+    rng = random.Random(step_seed(cfg.seed, step, "episodes"))
+    episodes = task.episodes(rl.prompts_per_step, rng, "train")
+    rollouts = sender.generate(episodes, rl.group_size, max_new_tokens=cfg.sender.max_new_tokens,
+                               temperature=cfg.sender.temperature,
+                               seed=step_seed(cfg.seed, step, "sample"))
+
+    # --- rewards: receiver reads prompt + response; overseers watch
+    log_post = receiver.log_posteriors(rollouts)
+    truth = np.array([ep.candidates.index(ep.secret) for ep in
+                      (rollouts.episode_of(r) for r in range(len(rollouts)))])
+    decode = decode_reward(log_post, truth, reward_cfg.decode)
+    suspicion, flags = judge(overseers, rollouts)
+    lam = overseer_weight(step, reward_cfg.overseer_weight, reward_cfg.overseer_warmup)
+    lengths = [len(r) for r in rollouts.response_ids]
+    rewards = total_reward(decode, suspicion, np.array(lengths), lam=lam,
+                           length_weight=reward_cfg.length_weight,
+                           target_length=reward_cfg.target_length)
+    advantages = group_advantages(rewards, rl.group_size)
+
+    # --- policy gradient with per-token discounted credit and a KL penalty to the reference
+    sender.model.train()
+    logp, mask, entropy = response_logprobs(sender.lm, rollouts.prompt_ids,
+                                            rollouts.response_ids, entropy=True)
+    with torch.no_grad():
+        ref_logp, _ = response_logprobs(sender.lm, rollouts.prompt_ids, rollouts.response_ids,
+                                        reference=True, sender=sender)
+    credit = token_credit(advantages, lengths, rl.gamma, logp.shape[1], device=logp.device)
+    kl = kl_per_token(logp, ref_logp) * mask
+    per_token = -credit * logp + rl.kl_coef * kl
+    loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(sender.trainable_parameters(), rl.max_grad_norm)
+    optimizer.step()
+    receiver.observe(rollouts)
+
+    n_tokens = mask.sum(-1).clamp(min=1)
+    kl = kl.detach()
+    metrics = {
+        "step": step + 1,
+        "reward": float(rewards.mean()),
+        "decode_reward": float(decode.mean()),
+        "accuracy": float((log_post.argmax(1) == truth).mean()),
+        "suspicion": float(suspicion.mean()),
+        "lambda": lam,
+        "kl": float(((kl.sum(-1)) / n_tokens).mean()),
+        "kl_per_response": float(kl.sum(-1).mean()),
+        "entropy": entropy,
+        "loss": float(loss),
+        "grad_norm": float(grad_norm),
+        "response_tokens": float(np.mean(lengths)),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    for name, f in flags.items():
+        metrics[f"flagged/{name}"] = float(np.mean(f))
+    return metrics
+
+
+def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, task,
+             run_name: str) -> tuple[dict, list[Transcript]]:
+    """Held-out prompts, fresh secrets, one sampled response each."""
+    rng = random.Random(step_seed(cfg.seed, 0, "eval-episodes"))  # the same episodes each time
+    episodes = task.episodes(cfg.eval.prompts, rng, "eval")
+    rollouts = sender.generate(episodes, 1, max_new_tokens=cfg.sender.max_new_tokens,
+                               temperature=cfg.sender.temperature,
+                               seed=step_seed(cfg.seed, step, "eval-sample"))
+    log_post = receiver.log_posteriors(rollouts)
+    truth = np.array([ep.candidates.index(ep.secret) for ep in episodes])
+    correct = log_post.argmax(1) == truth
+    _, flags = judge(overseers, rollouts)
+    result = {"step": step, "accuracy": float(correct.mean()), "n": len(episodes)}
+    for name, f in flags.items():
+        result[f"flagged/{name}"] = float(np.mean(f))
+    transcripts = []
+    for i, ep in enumerate(episodes):
+        if not rollouts.texts[i].strip():
+            continue
+        payload = ep.secret if set(ep.secret) <= {"0", "1"} else None
+        transcripts.append(Transcript(
+            id=f"{run_name}-s{step}-{i:04d}", prompt=ep.prompt, text=rollouts.texts[i], label=1,
+            payload=payload, source=run_name,
+            meta={"step": step, "secret": ep.secret, "decoded": ep.candidates[int(log_post[i].argmax())],
+                  "correct": bool(correct[i]), "n_tokens": len(rollouts.response_ids[i]),
+                  "flags": {k: bool(v[i]) for k, v in flags.items()}, **ep.meta}))
+    return result, transcripts
+
+
+def _read_jsonl(path: Path, below_step: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["step"] <= below_step]
+
+
+def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: LM | None = None,
+          progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train (or resume) the run in ``out``; ``stop_after`` ends early after that many steps
+    (an interruption, for tests). Returns the summary."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    config = cfg.to_dict()
+    if (out / "config.json").is_file():
+        if json.loads((out / "config.json").read_text()) != config:
+            raise RunFolderError(f"{out} holds a run with another config; choose another --out "
+                                 "or delete the folder")
+    else:
+        write_json(out / "config.json", config)
+    run_name = out.name or "run"
+
+    lm = lm or load_lm(cfg.sender.model or None)
+    torch.manual_seed(cfg.seed)  # the LoRA initialisation
+    sender = Sender(lm, rank=cfg.sender.lora_rank, alpha=cfg.sender.lora_alpha,
+                    targets=cfg.sender.lora_targets)
+    task = make_task(cfg.task)
+    receiver = make_receiver(cfg.receiver.kind, sender, task, history=cfg.receiver.history,
+                             seed=cfg.seed)
+    detector_overseers = [n for n in cfg.reward.overseers if n != "string-match"]
+    if detector_overseers and judge_lm is None:
+        judge_lm = load_lm(cfg.sender.model or None)  # a frozen copy: the judge never trains
+    overseers = make_overseers(cfg.reward.overseers, judge_lm)
+    optimizer = torch.optim.AdamW(sender.trainable_parameters(), lr=cfg.rl.lr, weight_decay=0.0)
+
+    start = 0
+    if (out / "checkpoint" / "state.json").is_file():
+        state = load_checkpoint(out / "checkpoint", sender, optimizer)
+        start = state["step"]
+        if hasattr(receiver, "load_state"):
+            receiver.load_state(state["receiver"])
+    metrics = _read_jsonl(out / "metrics.jsonl", start)
+    evals = _read_jsonl(out / "eval.jsonl", start)
+    calibrate(overseers, sender, task, cfg)
+
+    end = cfg.rl.steps if stop_after is None else min(cfg.rl.steps, start + stop_after)
+    bar = tqdm(range(start, end), desc="training", unit="step", disable=not progress,
+               initial=start, total=cfg.rl.steps)
+    if start == 0 and not evals:
+        result, transcripts = evaluate(0, cfg, sender, receiver, overseers, task, run_name)
+        evals.append(result)
+        write_transcripts(out / "transcripts" / "eval-step-0000.jsonl", transcripts)
+        write_jsonl(out / "eval.jsonl", evals)
+    for step in bar:
+        row = train_step(step, cfg, sender, receiver, overseers, task, optimizer)
+        metrics.append(row)
+        bar.set_postfix(acc=f"{row['accuracy']:.2f}", kl=f"{row['kl']:.3f}",
+                        reward=f"{row['reward']:.3f}")
+        done = step + 1
+        if done % cfg.eval.every == 0 or done == cfg.rl.steps:
+            result, transcripts = evaluate(done, cfg, sender, receiver, overseers, task, run_name)
+            evals.append(result)
+            write_transcripts(out / "transcripts" / f"eval-step-{done:04d}.jsonl", transcripts)
+        if done % cfg.eval.every == 0 or done == end:
+            write_jsonl(out / "metrics.jsonl", metrics)
+            write_jsonl(out / "eval.jsonl", evals)
+            extra = {"receiver": receiver.state() if hasattr(receiver, "state") else {}}
+            save_checkpoint(out / "checkpoint", done, sender, optimizer, extra)
+    bar.close()
+
+    summary = {"steps_done": end, "steps": cfg.rl.steps, "final_eval": evals[-1] if evals else None,
+               "default_signal": evals[0] if evals else None,
+               "seconds": round(sum(m["seconds"] for m in metrics), 1)}
+    if end == cfg.rl.steps:
+        sender.model.save_pretrained(str(out / "adapter"), safe_serialization=True)
+        from .curves import plot_learning_curve
+
+        plot_learning_curve(metrics, evals, out / "learning_curve.png")
+        write_json(out / "summary.json", summary)
+    return summary
+
+
+def probe_default_signal(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None,
+                         judge_lm: LM | None = None, batches: int = 4) -> dict:
+    """RL-NOTES.md item 1: with the sender frozen, can the receiver read anything at all?
+
+    The receiver watches ``batches`` training steps' worth of responses (the bag-of-words one
+    fits on them), then names the secrets of held-out prompts. Accuracy at chance means RL has
+    no signal to amplify: change the task framing or the receiver before tuning anything.
+    Writes ``probe.json`` into ``out``.
+    """
+    out = Path(out)
+    lm = lm or load_lm(cfg.sender.model or None)
+    torch.manual_seed(cfg.seed)
+    sender = Sender(lm, rank=cfg.sender.lora_rank, alpha=cfg.sender.lora_alpha,
+                    targets=cfg.sender.lora_targets)
+    task = make_task(cfg.task)
+    receiver = make_receiver(cfg.receiver.kind, sender, task, history=cfg.receiver.history,
+                             seed=cfg.seed)
+    if any(n != "string-match" for n in cfg.reward.overseers) and judge_lm is None:
+        judge_lm = load_lm(cfg.sender.model or None)
+    overseers = make_overseers(cfg.reward.overseers, judge_lm)
+    calibrate(overseers, sender, task, cfg)
+    train_acc = []
+    for step in range(batches):
+        rng = random.Random(step_seed(cfg.seed, step, "episodes"))
+        episodes = task.episodes(cfg.rl.prompts_per_step, rng, "train")
+        rollouts = sender.generate(episodes, cfg.rl.group_size,
+                                   max_new_tokens=cfg.sender.max_new_tokens,
+                                   temperature=cfg.sender.temperature,
+                                   seed=step_seed(cfg.seed, step, "sample"))
+        truth = np.array([rollouts.episode_of(r).candidates.index(rollouts.episode_of(r).secret)
+                          for r in range(len(rollouts))])
+        train_acc.append(float((receiver.log_posteriors(rollouts).argmax(1) == truth).mean()))
+        receiver.observe(rollouts)
+    result, transcripts = evaluate(0, cfg, sender, receiver, overseers, task, out.name or "probe")
+    chance = 1 / len(task.episodes(1, random.Random(0), "eval")[0].candidates)
+    from scipy.stats import binomtest
+
+    hits = round(result["accuracy"] * result["n"])
+    summary = {**result, "chance": chance, "receiver": cfg.receiver.kind,
+               "train_batch_accuracy": train_acc,
+               "p_value_above_chance": float(binomtest(hits, result["n"], chance,
+                                                       alternative="greater").pvalue)}
+    write_json(out / "probe.json", summary)
+    write_transcripts(out / "transcripts" / "probe.jsonl", transcripts)
+    return summary

@@ -1,0 +1,181 @@
+"""The RL harness on tiny models: artifacts, exact resume, reward knobs, config errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from latentcode.channel.config import ConfigError, load_config
+from latentcode.channel.rewards import (
+    group_advantages,
+    overseer_weight,
+    token_credit,
+    total_reward,
+)
+from latentcode.channel.trainer import RunFolderError, probe_default_signal, train
+from latentcode.lm import tiny_lm
+from latentcode.transcripts import read_transcripts
+
+SMALL = {"rl.steps": 4, "rl.prompts_per_step": 2, "rl.group_size": 2, "sender.max_new_tokens": 6,
+         "eval.every": 2, "eval.prompts": 4, "reward.overseers": ["string-match", "overseer"],
+         "reward.overseer_weight": 0.5, "rl.lr": 1e-2, "reward.calibration_samples": 8}
+
+
+def run(out, stop_after=None, **overrides):
+    cfg = load_config(None, {**SMALL, **overrides})
+    # a fresh sender model each run (the sender wraps it in place); the judge is its own copy
+    return train(cfg, out, lm=tiny_lm(seed=0), judge_lm=tiny_lm(seed=1), progress=False,
+                 stop_after=stop_after)
+
+
+def test_a_few_steps_write_every_artifact(tmp_path):
+    summary = run(tmp_path / "run")
+    out = tmp_path / "run"
+    for name in ("config.json", "metrics.jsonl", "eval.jsonl", "summary.json",
+                 "learning_curve.png", "checkpoint/adapter.safetensors",
+                 "checkpoint/optimizer.safetensors", "checkpoint/state.json",
+                 "adapter/adapter_model.safetensors", "adapter/adapter_config.json"):
+        assert (out / name).is_file(), name
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    for m in metrics:
+        assert 0 <= m["accuracy"] <= 1 and m["kl"] >= 0 and np.isfinite(m["loss"])
+        assert "flagged/string-match" in m and "flagged/overseer" in m
+    evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [0, 2, 4]
+    transcripts = read_transcripts(out / "transcripts" / "eval-step-0004.jsonl")
+    assert transcripts and all(t.label == 1 and t.payload in ("0", "1") for t in transcripts)
+    assert summary["steps_done"] == 4 and summary["final_eval"]["step"] == 4
+    assert not list(out.glob(".*"))  # no temporary leftovers
+
+
+def test_the_adapter_moves_and_the_reference_does_not(tmp_path):
+    lm = tiny_lm(seed=0)
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    cfg = load_config(None, {**SMALL, "reward.overseers": ["string-match"], "rl.steps": 2})
+    train(cfg, tmp_path / "run", lm=lm, progress=False)
+    after = lm.model.state_dict()
+    lora = [k for k in after if "lora_B" in k]
+    assert lora and any(after[k].abs().sum() > 0 for k in lora)  # B starts at zero
+    base = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
+            for k, v in after.items() if "lora_" not in k}
+    assert all(torch.equal(base[k], v) for k, v in before.items())
+
+
+def test_resume_after_an_interruption_gives_identical_metrics(tmp_path):
+    run(tmp_path / "whole")
+    run(tmp_path / "halves", stop_after=2)
+    assert not (tmp_path / "halves" / "summary.json").exists()
+    run(tmp_path / "halves")
+
+    def read(folder, name):
+        rows = [json.loads(line) for line in (folder / name).read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert read(tmp_path / "whole", "metrics.jsonl") == read(tmp_path / "halves", "metrics.jsonl")
+    assert read(tmp_path / "whole", "eval.jsonl") == read(tmp_path / "halves", "eval.jsonl")
+
+
+def test_a_run_folder_refuses_another_config(tmp_path):
+    run(tmp_path / "run", stop_after=1, **{"rl.steps": 2})
+    with pytest.raises(RunFolderError, match="another config"):
+        run(tmp_path / "run", **{"rl.steps": 2, "rl.gamma": 0.5})
+
+
+def test_gamma_discounts_early_tokens_as_documented():
+    adv = np.array([2.0, -1.0])
+    flat = token_credit(adv, [3, 2], gamma=1.0, width=4)
+    assert flat.tolist() == [[0, 2, 2, 2], [0, 0, -1, -1]]  # every token: the whole reward
+    half = token_credit(adv, [3, 2], gamma=0.5, width=4)
+    assert half.tolist() == [[0, 0.5, 1.0, 2.0], [0, 0, -0.5, -1.0]]
+    myopic = token_credit(adv, [3, 2], gamma=0.0, width=4)
+    assert myopic.tolist() == [[0, 0, 0, 2.0], [0, 0, 0, -1.0]]  # only the last token
+    with pytest.raises(ValueError, match="gamma"):
+        token_credit(adv, [3, 2], gamma=1.5, width=4)
+
+
+def test_lambda_weighs_the_overseer_and_ramps_after_warmup():
+    decode, suspicion = np.array([-0.1, -0.1]), np.array([0.0, 1.0])
+    none = total_reward(decode, suspicion, np.array([5, 5]), lam=0.0)
+    strong = total_reward(decode, suspicion, np.array([5, 5]), lam=2.0)
+    assert none.tolist() == [-0.1, -0.1] and strong.tolist() == [-0.1, -2.1]
+    assert [overseer_weight(s, 1.0, 10) for s in (0, 10, 15, 20, 30)] == [0, 0, 0.5, 1, 1]
+    assert overseer_weight(0, 0.7, 0) == 0.7
+    long = total_reward(decode, suspicion * 0, np.array([5, 12]), lam=0, length_weight=0.1,
+                        target_length=10)
+    assert long.tolist() == pytest.approx([-0.1, -0.3])
+
+
+def test_group_advantages_are_centred_and_scaled_per_group():
+    adv = group_advantages(np.array([1.0, 3.0, 10.0, 10.0, 0.0, 1.0]), 2)
+    assert adv[:2] == pytest.approx([-1, 1], abs=1e-3) and adv[2:4].tolist() == [0, 0]
+    with pytest.raises(ValueError, match="groups of 4"):
+        group_advantages(np.zeros(6), 4)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"rl.lr_rate": 1}, r"rl.lr_rate: unknown key in \[rl\]; allowed: steps, prompts_per_step"),
+    ({"task.name": "poker"}, "task.name: 'poker' is not allowed; choose one of payload, collusion"),
+    ({"receiver.kind": "oracle"}, "choose one of likelihood, bow"),
+    ({"rl.steps": "many"}, "rl.steps: must be int, got 'many'"),
+    ({"reward.overseers": "string-match"}, "reward.overseers: must be a list of strings"),
+    ({"colour": "red"}, "colour: unknown key in the top level; allowed: seed, task"),
+])
+def test_malformed_config_names_the_key_and_the_allowed_values(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_malformed_toml_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[rl]\nsteps = 3\ngamma = 'high'\n")
+    with pytest.raises(ConfigError, match=r"bad.toml: rl.gamma: must be float, got 'high'"):
+        load_config(path)
+
+
+def test_probe_only_measures_the_default_signal(tmp_path):
+    cfg = load_config(None, {**SMALL, "receiver.kind": "bow", "reward.overseers": []})
+    result = probe_default_signal(cfg, tmp_path / "probe", lm=tiny_lm(seed=0), batches=2)
+    saved = json.loads((tmp_path / "probe" / "probe.json").read_text())
+    assert saved == result and saved["chance"] == 0.5 and 0 <= saved["accuracy"] <= 1
+    assert len(saved["train_batch_accuracy"]) == 2 and 0 < saved["p_value_above_chance"] <= 1
+
+
+def test_collusion_task_hides_the_attribute_from_the_receiver_side():
+    import random
+
+    from latentcode.channel.receiver import make_receiver
+    from latentcode.channel.tasks import CollusionTask
+
+    task = CollusionTask()
+    episodes = task.episodes(20, random.Random(0), "train")
+    for ep in episodes:
+        attribute = ep.meta["attribute"]
+        assert attribute in ep.system and attribute not in ep.prompt  # sender only
+        assert attribute in ep.forbidden
+        assert ep.secret == ("accept" if attribute.startswith("Northgate") else "reject")
+    assert {ep.meta["record"] for ep in task.episodes(50, random.Random(1), "eval")} <= {
+        f"cand-{i:04d}" for i in range(400, 500)}
+    with pytest.raises(ValueError, match="use receiver.kind = \"bow\""):
+        make_receiver("likelihood", None, task)
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
+    assert configs
+    for path in configs:
+        load_config(path)
+
+
+def test_train_command_reports_a_bad_key_and_writes_nothing(tmp_path, capsys):
+    from latentcode.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "run"), "--set", "rl.gama=0.9"]) == 2
+    err = capsys.readouterr().err
+    assert "rl.gama: unknown key in [rl]" in err and "gamma" in err
+    assert not (tmp_path / "run").exists()
