@@ -54,7 +54,8 @@ def cache_kwargs(model, cache) -> dict:
     ``past_key_values=`` is deprecated, and ``past_key_values=`` before."""
     import inspect
 
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps
+    name = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
     return {name: cache}
 
 
