@@ -16,13 +16,12 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from latentcode.jsonl import atomic_dir
 from latentcode.transcripts import Transcript
 
 FORMAT_VERSION = 1
@@ -89,25 +88,12 @@ class Detector:
             else:
                 plain[key] = value
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic_dir(target) as tmp:
             doc = {"format": FORMAT_VERSION, "detector": self.name,
                    "params": factory_params(self.name, self.get_params()), "state": plain}
             (tmp / "detector.json").write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
             if arrays:
                 save_file(arrays, str(tmp / "state.safetensors"))
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                target.rename(old)
-                tmp.rename(target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     def _set_state(self, state: dict) -> None:

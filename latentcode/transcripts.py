@@ -205,10 +205,12 @@ def read_transcripts(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
     *,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    locations: dict[str, tuple[str, int]] | None = None,
 ) -> list[Transcript]:
     """Read one or more JSONL files; raise :class:`TranscriptError` listing every problem.
 
-    Ids must be unique across all files read together.
+    Ids must be unique across all files read together. Pass a dict as ``locations`` to get
+    each id's ``(file, line)``, for readers that point back at a record later.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -232,6 +234,8 @@ def read_transcripts(
             errors.append(LineError(str(path), 0, "(file)", "contains no transcripts"))
     if errors:
         raise TranscriptError(errors)
+    if locations is not None:
+        locations.update(seen)
     return out
 
 

@@ -6,14 +6,12 @@ previous checkpoint whole).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..jsonl import atomic_dir
 from .sender import Sender
 
 
@@ -44,9 +42,7 @@ def save_checkpoint(folder: Path, step: int, sender: Sender, optimizer: torch.op
                     extra: dict) -> Path:
     from peft import get_peft_model_state_dict
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:
         adapter = {k: v.detach().cpu().contiguous()
                    for k, v in get_peft_model_state_dict(sender.model).items()}
         save_file(adapter, str(tmp / "adapter.safetensors"))
@@ -55,16 +51,6 @@ def save_checkpoint(folder: Path, step: int, sender: Sender, optimizer: torch.op
             save_file(tensors, str(tmp / "optimizer.safetensors"))
         (tmp / "state.json").write_text(json.dumps({"step": step, "optimizer": meta, **extra},
                                                    allow_nan=False) + "\n")
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..generation import AncestralSampler, decode_loop, left_pad
@@ -28,6 +29,11 @@ class Rollouts:
 
     def episode_of(self, row: int) -> Episode:
         return self.episodes[row // self.group_size]
+
+    def truth(self) -> np.ndarray:
+        """Index of each row's secret among its candidates (what a receiver should name)."""
+        return np.array([self.episode_of(r).candidates.index(self.episode_of(r).secret)
+                         for r in range(len(self))])
 
     def __len__(self) -> int:
         return len(self.texts)

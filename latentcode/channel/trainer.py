@@ -92,8 +92,7 @@ def train_step(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers,
 
     # --- rewards: receiver reads prompt + response; overseers watch
     log_post = receiver.log_posteriors(rollouts)
-    truth = np.array([ep.candidates.index(ep.secret) for ep in
-                      (rollouts.episode_of(r) for r in range(len(rollouts)))])
+    truth = rollouts.truth()
     decode = decode_reward(log_post, truth, reward_cfg.decode)
     suspicion, flags = judge(overseers, rollouts)
     lam = overseer_weight(step, reward_cfg.overseer_weight, reward_cfg.overseer_warmup)
@@ -151,7 +150,7 @@ def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, t
                                temperature=cfg.sender.temperature,
                                seed=step_seed(cfg.seed, step, "eval-sample"))
     log_post = receiver.log_posteriors(rollouts)
-    truth = np.array([ep.candidates.index(ep.secret) for ep in episodes])
+    truth = rollouts.truth()
     correct = log_post.argmax(1) == truth
     _, flags = judge(overseers, rollouts)
     result = {"step": step, "accuracy": float(correct.mean()), "n": len(episodes)}
@@ -169,6 +168,20 @@ def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, t
                   "correct": bool(correct[i]), "n_tokens": len(rollouts.response_ids[i]),
                   "flags": {k: bool(v[i]) for k, v in flags.items()}, **ep.meta}))
     return result, transcripts
+
+
+def build_parts(cfg: TrainConfig, lm: LM | None, judge_lm: LM | None):
+    """Sender (wrapping ``lm`` in place), task, receiver and overseers for a config."""
+    lm = lm or load_lm(cfg.sender.model or None)
+    torch.manual_seed(cfg.seed)  # the LoRA initialisation
+    sender = Sender(lm, rank=cfg.sender.lora_rank, alpha=cfg.sender.lora_alpha,
+                    targets=cfg.sender.lora_targets)
+    task = make_task(cfg.task)
+    receiver = make_receiver(cfg.receiver.kind, sender, task, history=cfg.receiver.history,
+                             seed=cfg.seed)
+    if any(n != "string-match" for n in cfg.reward.overseers) and judge_lm is None:
+        judge_lm = load_lm(cfg.sender.model or None)  # a frozen copy: the judge never trains
+    return sender, task, receiver, make_overseers(cfg.reward.overseers, judge_lm)
 
 
 def _read_jsonl(path: Path, below_step: int) -> list[dict]:
@@ -194,17 +207,7 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
         write_json(out / "config.json", config)
     run_name = out.name or "run"
 
-    lm = lm or load_lm(cfg.sender.model or None)
-    torch.manual_seed(cfg.seed)  # the LoRA initialisation
-    sender = Sender(lm, rank=cfg.sender.lora_rank, alpha=cfg.sender.lora_alpha,
-                    targets=cfg.sender.lora_targets)
-    task = make_task(cfg.task)
-    receiver = make_receiver(cfg.receiver.kind, sender, task, history=cfg.receiver.history,
-                             seed=cfg.seed)
-    detector_overseers = [n for n in cfg.reward.overseers if n != "string-match"]
-    if detector_overseers and judge_lm is None:
-        judge_lm = load_lm(cfg.sender.model or None)  # a frozen copy: the judge never trains
-    overseers = make_overseers(cfg.reward.overseers, judge_lm)
+    sender, task, receiver, overseers = build_parts(cfg, lm, judge_lm)
     optimizer = torch.optim.AdamW(sender.trainable_parameters(), lr=cfg.rl.lr, weight_decay=0.0)
 
     start = 0
@@ -264,16 +267,7 @@ def probe_default_signal(cfg: TrainConfig, out: str | Path, *, lm: LM | None = N
     Writes ``probe.json`` into ``out``.
     """
     out = Path(out)
-    lm = lm or load_lm(cfg.sender.model or None)
-    torch.manual_seed(cfg.seed)
-    sender = Sender(lm, rank=cfg.sender.lora_rank, alpha=cfg.sender.lora_alpha,
-                    targets=cfg.sender.lora_targets)
-    task = make_task(cfg.task)
-    receiver = make_receiver(cfg.receiver.kind, sender, task, history=cfg.receiver.history,
-                             seed=cfg.seed)
-    if any(n != "string-match" for n in cfg.reward.overseers) and judge_lm is None:
-        judge_lm = load_lm(cfg.sender.model or None)
-    overseers = make_overseers(cfg.reward.overseers, judge_lm)
+    sender, task, receiver, overseers = build_parts(cfg, lm, judge_lm)
     calibrate(overseers, sender, task, cfg)
     train_acc = []
     for step in range(batches):
@@ -283,9 +277,8 @@ def probe_default_signal(cfg: TrainConfig, out: str | Path, *, lm: LM | None = N
                                    max_new_tokens=cfg.sender.max_new_tokens,
                                    temperature=cfg.sender.temperature,
                                    seed=step_seed(cfg.seed, step, "sample"))
-        truth = np.array([rollouts.episode_of(r).candidates.index(rollouts.episode_of(r).secret)
-                          for r in range(len(rollouts))])
-        train_acc.append(float((receiver.log_posteriors(rollouts).argmax(1) == truth).mean()))
+        train_acc.append(float((receiver.log_posteriors(rollouts).argmax(1)
+                                == rollouts.truth()).mean()))
         receiver.observe(rollouts)
     result, transcripts = evaluate(0, cfg, sender, receiver, overseers, task, out.name or "probe")
     chance = 1 / len(task.episodes(1, random.Random(0), "eval")[0].candidates)

@@ -9,11 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from ..jsonl import write_json
+from ..jsonl import atomic_dir, write_json
 from .analysis import analyse
 from .html import render
 from .inputs import ReportInputError, load_scored
@@ -81,30 +79,12 @@ def build_report(inputs: list[str | os.PathLike], out: str | os.PathLike, *,
     page = render(metrics, images, files=scored.files, compare=compare_block)
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a report folder is not
-    try:
+    if out.exists() and not (out / "metrics.json").is_file() and any(out.iterdir()):
+        raise ReportInputError(f"{out} exists and is not a report folder; choose another --out")
+    with atomic_dir(out) as staging:
         for key, name in FIGURES.items():
             (staging / name).write_bytes(images[key])
         write_json(staging / "metrics.json", metrics)
         (staging / "report.html").write_text(page, encoding="utf-8")
-        _swap_into_place(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
-
-def _swap_into_place(staging: Path, out: Path) -> None:
-    if out.exists() and not (out / "metrics.json").is_file() and any(out.iterdir()):
-        raise ReportInputError(f"{out} exists and is not a report folder; choose another --out")
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -11,8 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..jsonl import LineError
-from ..transcripts import Transcript, TranscriptError, iter_transcripts
+from ..transcripts import Transcript, read_transcripts
 
 MAX_IDS_SHOWN = 3
 
@@ -36,21 +35,9 @@ class ScoredSet:
 
 
 def _read_file(path: str) -> tuple[list[Transcript], dict[str, int]]:
-    transcripts, lines, errors = [], {}, []
-    for lineno, item in iter_transcripts(path):
-        if isinstance(item, LineError):
-            errors.append(item)
-        elif item.id in lines:
-            errors.append(LineError(path, lineno, "id", f"duplicate id {item.id!r} (first at "
-                                    f"line {lines[item.id]})"))
-        else:
-            lines[item.id] = lineno
-            transcripts.append(item)
-    if not transcripts and not errors:
-        errors.append(LineError(path, 0, "(file)", "contains no transcripts"))
-    if errors:
-        raise TranscriptError(errors)
-    return transcripts, lines
+    where: dict[str, tuple[str, int]] = {}
+    transcripts = read_transcripts(path, locations=where)
+    return transcripts, {i: line for i, (_, line) in where.items()}
 
 
 def _shown(ids) -> str:
