@@ -12,7 +12,8 @@ fitted per source for the table, and once more on every source together for
 ``scored-test.jsonl`` (all test transcripts with every detector's score: feed it to
 ``latentcode report``). Transcripts are written to ``--out`` as they are made and reused on a
 re-run (delete the folder to start over); the table, with bits/token per source, goes to stdout
-and ``results.json``.
+and ``results.json``. ``--detectors a,b`` re-runs only those: their rows and scores replace the
+old ones in ``results.json`` and ``scored-test.jsonl``, every other detector's are kept.
 
 Expected: huffman is easy to catch (it distorts the distribution), the zero-KL codecs
 (discop, sparsamp) should sit at AUROC 0.5 within noise; a detector that beats that is leaking
@@ -37,7 +38,7 @@ from latentcode.lm import load_lm
 from latentcode.payload import random_payloads
 from latentcode.prompts import read_prompts
 from latentcode.sampling import assign_prompts
-from latentcode.transcripts import read_transcripts, write_transcripts
+from latentcode.transcripts import mean_bits_per_token, read_transcripts, write_transcripts
 
 SOURCES = {  # name -> (codec, params)
     "null": ("null", {}),
@@ -47,7 +48,7 @@ SOURCES = {  # name -> (codec, params)
     "discop": ("discop", {}),
     "sparsamp": ("sparsamp", {}),
 }
-UNSUPERVISED = ["distribution", "loglik", "logrank", "fast-detectgpt", "gltr", "overseer"]
+UNSUPERVISED = ["distribution", "loglik", "logrank", "fast-detectgpt", "gltr", "tail", "overseer"]
 SUPERVISED = ["tfidf", "probe", "minilm"]
 
 
@@ -69,11 +70,6 @@ def transcripts_for(lm, source: str, split: str, prompts, n: int, args, out: Pat
     write_transcripts(path, made)
     print(f"  {source}/{split}: {n} transcripts in {time.perf_counter() - started:.0f} s", flush=True)
     return made
-
-
-def bits_per_token(transcripts) -> float:
-    bits = sum(t.meta.get("bits_embedded", 0) + t.meta.get("bits_in_flight", 0) for t in transcripts)
-    return bits / max(1, sum(t.meta.get("embedding_tokens", 0) for t in transcripts))
 
 
 def auroc_with_se(neg: np.ndarray, pos: np.ndarray) -> tuple[float, float]:
@@ -120,10 +116,16 @@ def main() -> None:
     lm.model.float()  # detectors read the model in float32
 
     names = args.detectors.split(",")
-    results = {"bits_per_token": {s: bits_per_token(data[s, "test"]) for s in sources[1:]},
+    results = {"bits_per_token": {s: mean_bits_per_token(data[s, "test"]) for s in sources[1:]},
                "auroc": {}}
     test_all = [t for s in sources for t in data[s, "test"]]
     pooled = {}  # detector -> scores on test_all, for the scored file and the report
+    if (out / "results.json").is_file() and (out / "scored-test.jsonl").is_file():  # keep the rest
+        results["auroc"] = json.loads((out / "results.json").read_text())["auroc"]
+        earlier = {t.id: t.scores for t in read_transcripts(out / "scored-test.jsonl")}
+        for name in {n for sc in earlier.values() for n in sc} - set(names):
+            if all(name in earlier.get(t.id, {}) for t in test_all):
+                pooled[name] = np.array([earlier[t.id][name] for t in test_all])
     for name in names:
         supervised = name in SUPERVISED
         needs_lm = name not in ("tfidf", "minilm")
@@ -147,7 +149,7 @@ def main() -> None:
         if supervised:  # one monitor trained on every source, as a deployed one would be
             det = fitted([t for s in sources for t in data[s, "train"]])
         pooled[name] = det.score(test_all)
-    scored = [dataclasses.replace(t, scores={n: float(pooled[n][i]) for n in names})
+    scored = [dataclasses.replace(t, scores={n: float(pooled[n][i]) for n in pooled})
               for i, t in enumerate(test_all)]
     write_transcripts(out / "scored-test.jsonl", scored)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -156,7 +158,7 @@ def main() -> None:
     print(f"{'bits/token':<16}" + "".join(f"{results['bits_per_token'][s]:>14.2f}"
                                           for s in sources[1:]))
     print("-" * (16 + 14 * len(sources[1:])))
-    for name in names:
+    for name in [n for n in UNSUPERVISED + SUPERVISED if n in results["auroc"]]:
         cells = results["auroc"][name]
         print(f"{name:<16}" + "".join(f"{cells[s]['auroc']:>8.3f}±{cells[s]['se']:.3f}"
                                       for s in sources[1:]))

@@ -8,11 +8,21 @@ Per transcript, from the token statistics (:mod:`detectors.token_stats`):
   ``(sum log p(x_t) - sum E[log p]) / sqrt(sum Var[log p])``, with the model as its own
   sampling and scoring model: about N(0, 1) for the model's own samples at temperature 1;
 - ``gltr``: the fractions of tokens of rank 1-10, 11-100, 101-1000 (GLTR, Gehrmann et al. 2019).
+- ``tail``: for k in 1, 2, 4, ..., 64, how many tokens rank below the top k, against how many
+  the model itself expects there (the sum over positions of the mass outside its top k), as a
+  z-score; and ``pit``, the mean probability-integral transform of the tokens (the mass of
+  tokens strictly more likely, plus half the token's own), z-scored against its exact mean 1/2.
+  Like Fast-DetectGPT these need no reference: the model says what honest sampling gives.
+  A codec that picks only among the top k tokens (Huffman or block coding of the top k, most
+  "bins" schemes) leaves a tail deficit that grows with every token, whatever its rate.
 
 The detector fits where clean text lies (the mean and a shrunk covariance of the chosen
 statistics over clean reference transcripts, Ledoit-Wolf) and scores a transcript by its
 squared Mahalanobis distance from there: two-sided, because a codec may push tokens towards
-likely ones (huffman over the top-k) or away from them. ``statistic="all"`` uses every one.
+likely ones (huffman over the top-k) or away from them. ``statistic="all"`` (the
+``distribution`` detector) uses the first four; ``tail`` is its own detector, because on a
+model that is all but sure of each indicator (a near-uniform one, say) its z-scores turn into
+rare-event counts with heavy tails, and those would drown the other statistics in one distance.
 
 Set level, :meth:`DistributionDetector.set_test` returns p-values for "this set of texts was
 not sampled like the clean reference": Kolmogorov-Smirnov on per-token log ranks and
@@ -31,7 +41,7 @@ from latentcode.lm import LM
 from latentcode.transcripts import Transcript
 
 from .base import Detector, DetectorError, check_transcripts, clean_reference, register
-from .token_stats import TokenStats, token_stats
+from .token_stats import TAIL_KS, TokenStats, token_stats
 
 GLTR_EDGES = (10, 100, 1000)
 STATISTICS = {
@@ -41,6 +51,7 @@ STATISTICS = {
     "gltr": ["gltr_top10", "gltr_top100", "gltr_top1000"],
 }
 STATISTICS["all"] = [f for fs in STATISTICS.values() for f in fs]
+STATISTICS["tail"] = [f"tail_{k}" for k in TAIL_KS] + ["pit"]
 
 
 def gltr_buckets(rank: np.ndarray) -> np.ndarray:
@@ -51,6 +62,12 @@ def gltr_buckets(rank: np.ndarray) -> np.ndarray:
 def features(stats: TokenStats) -> dict[str, float]:
     """Every per-transcript statistic of one text."""
     buckets = gltr_buckets(stats.rank) / len(stats)
+    below_top = stats.rank[:, None] > np.array(TAIL_KS)[None, :]  # [tokens, ks]
+    q = stats.tail_mass  # what the model expects of each indicator
+    # variance floored at one token's worth: where the model is all but sure of an indicator,
+    # a single surprise must not read as a 30-sigma event
+    tail_z = (below_top.sum(0) - q.sum(0)) / np.sqrt(np.maximum((q * (1 - q)).sum(0), 1.0))
+    pit = stats.mass_above + np.exp(stats.logp) / 2
     return {
         "loglik": float(stats.logp.mean()),
         "logrank": float(np.log(stats.rank).mean()),
@@ -58,6 +75,8 @@ def features(stats: TokenStats) -> dict[str, float]:
         "gltr_top10": float(buckets[0]),
         "gltr_top100": float(buckets[1]),
         "gltr_top1000": float(buckets[2]),
+        **{f"tail_{k}": float(z) for k, z in zip(TAIL_KS, tail_z)},
+        "pit": float((pit.sum() - len(stats) / 2) / np.sqrt(len(stats) / 12)),
     }
 
 
@@ -123,9 +142,9 @@ def _single(statistic: str):
     def factory(lm=None, max_tokens: int = 512, batch_size: int = 8):
         return DistributionDetector(lm, statistic, max_tokens, batch_size)
 
-    factory.__doc__ = f"The {statistic} statistic alone, two-sided z-score squared against clean text."
+    factory.__doc__ = f"The {statistic} statistic(s) alone, squared Mahalanobis distance from clean text."
     return factory
 
 
-for _name in ("loglik", "logrank", "fast-detectgpt", "gltr"):
+for _name in ("loglik", "logrank", "fast-detectgpt", "gltr", "tail"):
     register(_name, needs_lm=True)(_single(_name))

@@ -4,7 +4,11 @@ For every token of a response (the text re-tokenized, conditioned on the rendere
 its log-probability, its rank among all tokens, and the mean and variance of log p(x) when x
 is drawn from the model's own next-token distribution. The last two are what Fast-DetectGPT's
 analytic sampling discrepancy needs (Bao et al. 2024); the first two are GLTR's (Gehrmann et
-al. 2019). Every distribution detector reads these, and they are computed once per (model,
+al. 2019). Two more describe the tail the token was drawn from: the probability mass of tokens
+strictly more likely than it (its probability-integral transform, uniform for the model's own
+samples), and the mass outside the top k tokens for k in ``TAIL_KS``, which is the probability
+that an honest sample at that position would rank below k. Both let a detector compare what
+it sees with what the model itself expects, with no clean reference at all. Every distribution detector reads these, and they are computed once per (model,
 prompt, text) in a process: a bounded cache serves the second detector that asks.
 """
 
@@ -24,6 +28,7 @@ from .base import DetectorError
 from .cache import ForwardCache, clear_all
 
 CACHE_SIZE = 20_000
+TAIL_KS = (1, 2, 4, 8, 16, 32, 64)
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class TokenStats:
     rank: np.ndarray  # 1 = the model's most likely token
     mean: np.ndarray  # E_{x~p} log p(x) at the same position (minus the entropy)
     var: np.ndarray  # Var_{x~p} log p(x)
+    mass_above: np.ndarray  # sum of p over tokens strictly more likely than this one
+    tail_mass: np.ndarray  # [tokens, len(TAIL_KS)]: mass outside the top k at this position
     truncated: bool  # the text was cut to fit max_tokens or the model's context
 
     def __len__(self) -> int:
@@ -95,8 +102,12 @@ def token_stats(lm: LM, transcripts: Sequence[Transcript], *, max_tokens: int = 
             plogp = torch.where(p > 0, p * lp, torch.zeros_like(p))
             mean = plogp.sum(-1)
             var = (torch.where(p > 0, plogp * lp, torch.zeros_like(p)).sum(-1) - mean ** 2).clamp(min=0)
+            above = torch.where(lp > logp[:, None], p, torch.zeros_like(p)).sum(-1)
+            top = p.topk(min(max(TAIL_KS), p.shape[-1]), dim=-1).values.cumsum(-1)
+            tail = (1 - top[:, [min(k, top.shape[-1]) - 1 for k in TAIL_KS]]).clamp(min=0)
             stats = TokenStats(logp.double().cpu().numpy(), rank.cpu().numpy(),
-                               mean.double().cpu().numpy(), var.double().cpu().numpy(), cut[j])
+                               mean.double().cpu().numpy(), var.double().cpu().numpy(),
+                               above.double().cpu().numpy(), tail.double().cpu().numpy(), cut[j])
             out[todo[j]] = stats
             _cache.put(keys[todo[j]], stats)
         bar.update(len(batch))

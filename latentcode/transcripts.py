@@ -265,3 +265,14 @@ def bits_per_token(transcript: Transcript) -> float | None:
     if isinstance(meta.get("bits_embedded"), (int, float)) and isinstance(tokens, int) and tokens:
         return (meta["bits_embedded"] + float(meta.get("bits_in_flight", 0.0))) / tokens
     return None
+
+
+def mean_bits_per_token(transcripts: Sequence[Transcript]) -> float | None:
+    """Bits per token of a group: token-weighted where every token count is known, else the
+    plain mean; ``None`` when any transcript does not say (see :func:`bits_per_token`)."""
+    values = [(bits_per_token(t), t.meta.get("n_tokens")) for t in transcripts]
+    if not values or any(v is None for v, _ in values):
+        return None
+    if all(isinstance(n, int) and n > 0 for _, n in values):
+        return sum(v * n for v, n in values) / sum(n for _, n in values)
+    return sum(v for v, _ in values) / len(values)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import math
 from itertools import pairwise
 
-import numpy as np
-
-from ..transcripts import Transcript, bits_per_token
+from ..transcripts import Transcript, bits_per_token, mean_bits_per_token
 from .inputs import ScoredSet
 from .metrics import detector_metrics
 
@@ -37,16 +35,6 @@ def _group_metrics(scored: ScoredSet, positives: list[Transcript], negatives: li
             for det in scored.detectors}
 
 
-def _capacity(transcripts: list[Transcript]) -> float | None:
-    """Bits per token of a group: token-weighted where token counts are known."""
-    values = [(bits_per_token(t), t.meta.get("n_tokens")) for t in transcripts]
-    if any(v is None for v, _ in values):
-        return None
-    if all(isinstance(n, int) and n > 0 for _, n in values):
-        return sum(v * n for v, n in values) / sum(n for _, n in values)
-    return float(np.mean([v for v, _ in values]))
-
-
 def _example(t: Transcript, detector: str) -> dict:
     text = t.text if len(t.text) <= EXCERPT_CHARS else t.text[:EXCERPT_CHARS] + " …"
     return {"id": t.id, "source": t.source or "unknown", "label": t.label,
@@ -62,7 +50,7 @@ def analyse(scored: ScoredSet, *, n_boot: int = 2000, seed: int = 0, n_examples:
     sources: dict[str, dict] = {}
     for name in sorted({t.source or "unknown" for t in positives}):
         group = [t for t in positives if (t.source or "unknown") == name]
-        sources[name] = {"n": len(group), "bits_per_token": _capacity(group),
+        sources[name] = {"n": len(group), "bits_per_token": mean_bits_per_token(group),
                          "detectors": _group_metrics(scored, group, negatives, n_boot, seed,
                                                      f"source {name}")}
     bands: dict[str, dict] = {}
