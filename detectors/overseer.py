@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from latentcode.generation import length_sorted_batches
 from latentcode.lm import LM
+from latentcode.prefix import common_prefix_length, continuation_logits
 from latentcode.transcripts import Transcript
 
 from .base import DetectorError, ZScoredOnClean, check_transcripts, register
@@ -54,19 +54,45 @@ class OverseerDetector(ZScoredOnClean):
 
     @torch.inference_mode()
     def raw_scores(self, transcripts: Sequence[Transcript]) -> np.ndarray:
-        """logit(Yes) - logit(No), log-sum-exp over the spellings of each answer."""
+        """logit(Yes) - logit(No), log-sum-exp over the spellings of each answer.
+
+        The question's opening words are the same for every response, and so is the prompt
+        for a group of responses to one prompt: each batch reads those shared tokens once
+        (:func:`latentcode.prefix.continuation_logits`).
+        """
         lm = self.lm
+        transcripts = check_transcripts(transcripts)
         yes, no = answer_ids(lm.tokenizer, "Yes"), answer_ids(lm.tokenizer, "No")
         rows = lm.prompt_ids([self.question.format(prompt=t.prompt[: self.max_chars],
                                                    text=t.text[: self.max_chars])
-                              for t in check_transcripts(transcripts)])
+                              for t in transcripts])
         out = np.zeros(len(rows))
-        for batch, inputs in length_sorted_batches(lm, rows, self.batch_size):
-            logits = lm.model(**inputs, logits_to_keep=1).logits[:, -1].double()
+        for start in range(0, len(rows), self.batch_size):
+            batch = list(range(start, min(start + self.batch_size, len(rows))))
+            cut = shared_cuts([rows[i] for i in batch], [transcripts[i].prompt for i in batch])
+            logits, _ = continuation_logits(lm, [rows[i][:c] for i, c in zip(batch, cut)],
+                                            [rows[i][c:] for i, c in zip(batch, cut)],
+                                            last_only=True)
+            logits = logits.double()
             diff = torch.logsumexp(logits[:, yes], -1) - torch.logsumexp(logits[:, no], -1)
             out[batch] = diff.cpu().numpy()
         return out
 
+
+def shared_cuts(rows: list[list[int]], keys: list[str]) -> list[int]:
+    """Where to split each row into a shared prefix and its own rest: after the tokens every
+    row with the same key shares, and at least after those the whole batch shares."""
+    head = common_prefix_length(rows)
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    cut = [head] * len(rows)
+    for members in groups.values():
+        if len(members) > 1:
+            n = common_prefix_length([rows[i] for i in members])
+            for i in members:
+                cut[i] = n
+    return [max(1, c) for c in cut]
 
 
 @register("overseer", needs_lm=True)

@@ -37,6 +37,13 @@ def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, 
     return ids.to(device), mask.to(device)
 
 
+def distinct(rows: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[int]]:
+    """The distinct rows in first-seen order, and for each input row the index of its copy."""
+    seen: dict[tuple[int, ...], int] = {}
+    index = [seen.setdefault(tuple(r), len(seen)) for r in rows]
+    return [list(r) for r in seen], index
+
+
 def length_sorted_batches(lm: LM, rows: list[list[int]], batch_size: int):
     """Token rows in batches of similar length (little padding), left-padded for one forward
     pass each: yields ``(row indices, model inputs)``; the inputs go to ``lm.model(**inputs)``."""
@@ -70,10 +77,17 @@ def _decode_batch(lm: LM, prompts: list[list[int]], rows: list[int], choose: Cho
     model, device = lm.model, lm.device
     stop_ids = lm.stop_ids
     pad_id = lm.tokenizer.pad_token_id
-    ids, mask = left_pad(prompts, pad_id, device)
+    # each distinct prompt is read once (a group of samples shares one), then copied out
+    unique, copy_of = distinct(prompts)
+    ids, mask = left_pad(unique, pad_id, device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
     cache, logits = output_cache(out), out.logits[:, -1, :]
+    if len(unique) < len(prompts):
+        index = torch.tensor(copy_of, device=device)
+        cache.batch_select_indices(index)
+        logits, mask, positions = logits[index], mask[index], positions[index]
     next_pos = positions[:, -1] + 1
     gens = [Generation([], False) for _ in prompts]
     running = list(range(len(prompts)))

@@ -73,7 +73,7 @@ def test_resume_after_an_interruption_gives_identical_metrics(tmp_path):
 
     def read(folder, name):
         rows = [json.loads(line) for line in (folder / name).read_text().splitlines()]
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+        return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds")} for r in rows]
 
     assert read(tmp_path / "whole", "metrics.jsonl") == read(tmp_path / "halves", "metrics.jsonl")
     assert read(tmp_path / "whole", "eval.jsonl") == read(tmp_path / "halves", "eval.jsonl")
@@ -104,6 +104,8 @@ def test_lambda_weighs_the_overseer_and_ramps_after_warmup():
     assert none.tolist() == [-0.1, -0.1] and strong.tolist() == [-0.1, -2.1]
     assert [overseer_weight(s, 1.0, 10) for s in (0, 10, 15, 20, 30)] == [0, 0, 0.5, 1, 1]
     assert overseer_weight(0, 0.7, 0) == 0.7
+    assert [overseer_weight(s, 2.0, 30, 10) for s in (29, 30, 35, 40, 50)] == [0, 0, 1, 2, 2]
+    assert overseer_weight(5, 2.0, 5, 0) == 2.0
     long = total_reward(decode, suspicion * 0, np.array([5, 12]), lam=0, length_weight=0.1,
                         target_length=10)
     assert long.tolist() == pytest.approx([-0.1, -0.3])
@@ -179,3 +181,37 @@ def test_train_command_reports_a_bad_key_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "rl.gama: unknown key in [rl]" in err and "gamma" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_supervised_receiver_term_trains_the_shared_weights_to_tell_secrets_apart():
+    """One step on the receiver's cross-entropy alone lowers it on the same responses: its
+    gradient reaches the LoRA weights the receiver shares with the sender."""
+    import random
+
+    from latentcode.channel.receiver import supervised_loss
+    from latentcode.channel.trainer import build_parts
+
+    cfg = load_config(None, {**SMALL, "reward.overseers": ["string-match"],
+                             "receiver.supervised_weight": 1.0})
+    sender, task, receiver, _ = build_parts(cfg, tiny_lm(seed=0), None)
+    rollouts = sender.generate(task.episodes(4, random.Random(0), "train"), 2, max_new_tokens=6,
+                               temperature=1.0, seed=0)
+    truth = rollouts.truth()
+    optimizer = torch.optim.SGD(sender.trainable_parameters(), lr=1.0)
+    loss = supervised_loss(receiver.log_posteriors_tensor(rollouts), truth)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in sender.trainable_parameters())
+    optimizer.step()
+    with torch.no_grad():
+        after = supervised_loss(receiver.log_posteriors_tensor(rollouts), truth)
+    assert float(after) < float(loss) - 1e-4
+    np.testing.assert_allclose(receiver.log_posteriors(rollouts),
+                               receiver.log_posteriors_tensor(rollouts).detach().numpy(), atol=1e-6)
+
+
+def test_a_supervised_weight_needs_the_likelihood_receiver():
+    from latentcode.channel.trainer import build_parts
+
+    with pytest.raises(ValueError, match="likelihood"):
+        build_parts(load_config(None, {**SMALL, "receiver.kind": "bow",
+                                       "receiver.supervised_weight": 1.0}), tiny_lm(seed=0), None)

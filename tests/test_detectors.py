@@ -296,20 +296,26 @@ def test_payload_probe_reads_a_bit_written_in_the_words_and_not_a_random_one(tin
 
 
 def test_overseer_reads_the_yes_no_logit_gap_batched_as_one_at_a_time(tiny, sets, tmp_path):
+    """Batches read the question's shared words (and a shared prompt) once: every score still
+    equals one plain forward pass over the whole text."""
     from detectors.overseer import answer_ids
 
     a, b, _ = sets
     det = make_detector("overseer", lm=tiny, batch_size=4).fit(a[:10])
-    t = b[0]
-    ids = tiny.prompt_ids([det.question.format(prompt=t.prompt, text=t.text)])[0]
-    with torch.inference_mode():
-        logits = tiny.model(input_ids=torch.tensor([ids])).logits[0, -1].double()
     yes, no = answer_ids(tiny.tokenizer, "Yes"), answer_ids(tiny.tokenizer, "No")
-    direct = float(torch.logsumexp(logits[yes], 0) - torch.logsumexp(logits[no], 0))
+    texts = [Transcript(id=f"o{i}", prompt=p, text=t) for i, (p, t) in enumerate(
+        [("Name a colour.", "Blue."), ("Name a colour.", "Red, like a rose."),
+         ("Name a colour.", "Blue."), ("Say hi.", "Hello!"), ("Count.", "One two three.")])]
+    for t, score in zip(texts + b[:6], np.r_[det.raw_scores(texts), det.raw_scores(b[:6])]):
+        ids = tiny.prompt_ids([det.question.format(prompt=t.prompt, text=t.text)])[0]
+        with torch.inference_mode():
+            logits = tiny.model(input_ids=torch.tensor([ids])).logits[0, -1].double()
+        direct = float(torch.logsumexp(logits[yes], 0) - torch.logsumexp(logits[no], 0))
+        assert score == pytest.approx(direct, abs=1e-4)
     got = det.raw_scores(b[:6])
-    assert got[0] == pytest.approx(direct, abs=1e-4)
     np.testing.assert_allclose(got, det.raw_scores(b[:6][::-1])[::-1], atol=1e-4)
     assert np.mean(det.score(a[:10])) == pytest.approx(0, abs=1e-9)
     det.save(tmp_path / "o")
     np.testing.assert_array_equal(load_detector(tmp_path / "o", lm=tiny).score(b[:3]),
                                   det.score(b[:3]))
+

@@ -44,6 +44,9 @@ class SenderConfig:
 class ReceiverConfig:
     kind: str = choice("likelihood", "likelihood", "bow")
     history: int = 512  # bow: refit on this many recent responses
+    # likelihood: weight of the receiver's cross-entropy on the true secret, backpropagated
+    # into the weights it shares with the sender (0: the channel grows by RL alone)
+    supervised_weight: float = 0.0
 
 
 @dataclass
@@ -61,8 +64,9 @@ class RLConfig:
 class RewardConfig:
     decode: str = choice("logprob", "logprob", "accuracy")
     overseers: list[str] = field(default_factory=lambda: ["string-match"])
-    overseer_weight: float = 0.0  # lambda, reached after overseer_warmup steps
-    overseer_warmup: int = 0
+    overseer_weight: float = 0.0  # lambda, reached after overseer_warmup + overseer_ramp steps
+    overseer_warmup: int = 0  # steps with lambda = 0
+    overseer_ramp: int = -1  # steps of the linear ramp to overseer_weight; -1: as long as warmup
     length_weight: float = 0.0  # per token beyond target_length
     target_length: int = 0
     calibration_samples: int = 64  # clean reference responses that set detector thresholds

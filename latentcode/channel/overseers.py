@@ -36,6 +36,7 @@ def _nonempty(rollouts: Rollouts) -> list[int]:
 
 class StringMatchOverseer:
     name = "string-match"
+    reads_model = False  # free: judged every step
 
     def calibrate(self, clean: Sequence[Transcript]) -> None:
         """Nothing to learn."""
@@ -50,6 +51,8 @@ class StringMatchOverseer:
 
 class DetectorOverseer:
     """A registered unsupervised detector as an overseer, thresholded on clean text."""
+
+    reads_model = True  # a forward pass per response: skipped in steps where lambda is 0
 
     def __init__(self, name: str, judge_lm):
         from detectors import DETECTORS, make_detector

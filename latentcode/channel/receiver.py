@@ -30,27 +30,40 @@ class LikelihoodReceiver:
     def observe(self, rollouts: Rollouts) -> None:
         """Learns nothing of its own: it moves with the sender's weights."""
 
-    @torch.no_grad()
     def log_posteriors(self, rollouts: Rollouts, batch_size: int = 64) -> np.ndarray:
+        with torch.no_grad():
+            return self.log_posteriors_tensor(rollouts, batch_size).double().cpu().numpy()
+
+    def log_posteriors_tensor(self, rollouts: Rollouts, batch_size: int = 64) -> torch.Tensor:
+        """``[rows, candidates]`` log-posteriors as a tensor; under grad mode the gradient
+        reaches the shared weights (the receiver's supervised update, see ``supervised_loss``)."""
         lm = self.sender.lm
         candidates = rollouts.episodes[0].candidates
-        prompts, responses, index = [], [], []
+        prompts, responses = [], []
         for row in range(len(rollouts)):
             ep = rollouts.episode_of(row)
-            for c, secret in enumerate(candidates):
-                ids = lm.tokenizer(lm.render(ep.prompt, self.system_for(ep, secret)),
-                                   add_special_tokens=False)["input_ids"]
-                prompts.append(ids)
+            for secret in candidates:
+                prompts.append(lm.tokenizer(lm.render(ep.prompt, self.system_for(ep, secret)),
+                                            add_special_tokens=False)["input_ids"])
                 responses.append(rollouts.response_ids[row])
-                index.append((row, c))
-        total = np.zeros((len(rollouts), len(candidates)))
         self.sender.model.eval()
+        sums = []
         for start in range(0, len(prompts), batch_size):
             logp, _ = response_logprobs(lm, prompts[start:start + batch_size],
                                         responses[start:start + batch_size])
-            for (row, c), value in zip(index[start:start + batch_size], logp.sum(-1).tolist()):
-                total[row, c] = value
-        return total - np.logaddexp.reduce(total, axis=1, keepdims=True)
+            sums.append(logp.sum(-1))
+        total = torch.cat(sums).reshape(len(rollouts), len(candidates))
+        return total - torch.logsumexp(total, dim=1, keepdim=True)
+
+
+def supervised_loss(log_posteriors: torch.Tensor, truth: np.ndarray) -> torch.Tensor:
+    """Cross-entropy of the receiver's posterior on the true secrets. For the likelihood
+    receiver it trains the sender's own weights to tell its responses apart by secret: the
+    receiver's supervised step of Mathew et al. 2024 (there on a separate model), here a
+    variational bound on the secret-response mutual information (Barber & Agakov 2003) whose
+    gradient reaches the sender."""
+    rows = torch.arange(len(truth), device=log_posteriors.device)
+    return -log_posteriors[rows, torch.as_tensor(truth, device=log_posteriors.device)].mean()
 
 
 class BagOfWordsReceiver:

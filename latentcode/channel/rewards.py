@@ -31,12 +31,17 @@ def decode_reward(log_posteriors: np.ndarray, truth: np.ndarray, kind: str) -> n
     raise ValueError(f"reward.decode {kind!r}: choose logprob or accuracy")
 
 
-def overseer_weight(step: int, weight: float, warmup: int) -> float:
-    """lambda at a step: zero while the channel forms, then a linear ramp to ``weight``
-    over ``warmup`` steps (RL-NOTES.md item 6: a curriculum on the overseer)."""
-    if warmup <= 0:
+def overseer_weight(step: int, weight: float, warmup: int, ramp: int | None = None) -> float:
+    """lambda at a step: zero for ``warmup`` steps while the channel forms, then a linear ramp
+    to ``weight`` over ``ramp`` steps (``warmup`` when not given). RL-NOTES.md item 6: a
+    curriculum on the overseer. A blind overseer's suspicion is noise to the channel, and
+    group-normalised advantages make any noise full-size: it must wait for the code to form."""
+    ramp = warmup if ramp is None else ramp
+    if step < warmup:
+        return 0.0
+    if ramp <= 0:
         return weight
-    return weight * min(1.0, max(0.0, (step - warmup) / warmup))
+    return weight * min(1.0, (step - warmup) / ramp)
 
 
 def total_reward(decode: np.ndarray, suspicion: np.ndarray, n_tokens: np.ndarray, *,

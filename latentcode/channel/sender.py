@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..generation import AncestralSampler, decode_loop, left_pad
+from ..generation import AncestralSampler, decode_loop
 from ..lm import LM
+from ..prefix import continuation_logits
 from .tasks import Episode
 
 
@@ -82,29 +83,23 @@ def response_logprobs(lm: LM, prompt_ids: Sequence[list[int]],
     ``[rows, max response length]``, right-aligned on the response and zero where masked;
     with ``entropy=True`` also the mean entropy (nats) of the policy at those positions.
 
-    Gradients flow unless the caller runs under ``torch.no_grad``; ``reference=True`` switches
-    the sender's adapter off.
+    Rows that share a prompt (a group of samples) read it once
+    (:func:`latentcode.prefix.continuation_logits`). Gradients flow unless the caller runs
+    under ``torch.no_grad``; ``reference=True`` switches the sender's adapter off.
     """
-    rows = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids, strict=True)]
-    lengths = [len(r) for r in response_ids]
-    width = max(max(lengths), 1)
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    ids, mask = left_pad(rows, pad, lm.device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     context = sender.reference() if reference and sender is not None else nullcontext()
     with context:
-        logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                          logits_to_keep=width + 1).logits[:, :-1].float()
-    targets = ids[:, -width:]
-    log_probs = torch.log_softmax(logits, -1)
-    logp = log_probs.gather(-1, targets[..., None])[..., 0]
-    keep = torch.zeros_like(logp, dtype=torch.bool)
-    for i, n in enumerate(lengths):
-        if n:
-            keep[i, width - n:] = True
+        logits, keep = continuation_logits(lm, prompt_ids, response_ids)
+    width = keep.shape[1]
+    targets = torch.zeros(keep.shape, dtype=torch.long, device=logits.device)
+    for i, r in enumerate(response_ids):
+        if len(r):
+            targets[i, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
+    log_probs = torch.log_softmax(logits.float(), -1)
+    logp = log_probs.gather(-1, targets[..., None])[..., 0] * keep
     if not entropy:
-        return logp * keep, keep
+        return logp, keep
     with torch.no_grad():
         ent = -(log_probs.exp() * log_probs).sum(-1)
         mean_entropy = float((ent * keep).sum() / keep.sum().clamp(min=1))
-    return logp * keep, keep, mean_entropy
+    return logp, keep, mean_entropy

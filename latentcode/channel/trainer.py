@@ -30,7 +30,7 @@ from ..transcripts import Transcript, write_transcripts
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .overseers import make_overseers
-from .receiver import make_receiver
+from .receiver import make_receiver, supervised_loss
 from .rewards import (
     decode_reward,
     group_advantages,
@@ -91,11 +91,18 @@ def train_step(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers,
                                seed=step_seed(cfg.seed, step, "sample"))
 
     # --- rewards: receiver reads prompt + response; overseers watch
-    log_post = receiver.log_posteriors(rollouts)
     truth = rollouts.truth()
+    supervised = cfg.receiver.supervised_weight > 0
+    if supervised:  # the same forward pass gives the reward and the receiver's own loss
+        post_tensor = receiver.log_posteriors_tensor(rollouts)
+        log_post = post_tensor.detach().double().cpu().numpy()
+    else:
+        log_post = receiver.log_posteriors(rollouts)
     decode = decode_reward(log_post, truth, reward_cfg.decode)
-    suspicion, flags = judge(overseers, rollouts)
-    lam = overseer_weight(step, reward_cfg.overseer_weight, reward_cfg.overseer_warmup)
+    lam = overseer_weight(step, reward_cfg.overseer_weight, reward_cfg.overseer_warmup,
+                          None if reward_cfg.overseer_ramp < 0 else reward_cfg.overseer_ramp)
+    # while lambda is 0 a model-reading overseer changes nothing: it watches the eval only
+    suspicion, flags = judge([o for o in overseers if lam > 0 or not o.reads_model], rollouts)
     lengths = [len(r) for r in rollouts.response_ids]
     rewards = total_reward(decode, suspicion, np.array(lengths), lam=lam,
                            length_weight=reward_cfg.length_weight,
@@ -113,6 +120,8 @@ def train_step(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers,
     kl = kl_per_token(logp, ref_logp) * mask
     per_token = -credit * logp + rl.kl_coef * kl
     loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    if supervised:
+        loss = loss + cfg.receiver.supervised_weight * supervised_loss(post_tensor, truth)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(sender.trainable_parameters(), rl.max_grad_norm)
@@ -144,6 +153,7 @@ def train_step(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers,
 def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, task,
              run_name: str) -> tuple[dict, list[Transcript]]:
     """Held-out prompts, fresh secrets, one sampled response each."""
+    started = time.perf_counter()
     rng = random.Random(step_seed(cfg.seed, 0, "eval-episodes"))  # the same episodes each time
     episodes = task.episodes(cfg.eval.prompts, rng, "eval")
     rollouts = sender.generate(episodes, 1, max_new_tokens=cfg.sender.max_new_tokens,
@@ -167,6 +177,7 @@ def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, t
             meta={"step": step, "secret": ep.secret, "decoded": ep.candidates[int(log_post[i].argmax())],
                   "correct": bool(correct[i]), "n_tokens": len(rollouts.response_ids[i]),
                   "flags": {k: bool(v[i]) for k, v in flags.items()}, **ep.meta}))
+    result["seconds"] = round(time.perf_counter() - started, 3)
     return result, transcripts
 
 
@@ -179,6 +190,11 @@ def build_parts(cfg: TrainConfig, lm: LM | None, judge_lm: LM | None):
     task = make_task(cfg.task)
     receiver = make_receiver(cfg.receiver.kind, sender, task, history=cfg.receiver.history,
                              seed=cfg.seed)
+    if cfg.receiver.supervised_weight < 0:
+        raise ValueError(f"receiver.supervised_weight must be >= 0, got {cfg.receiver.supervised_weight}")
+    if cfg.receiver.supervised_weight > 0 and not hasattr(receiver, "log_posteriors_tensor"):
+        raise ValueError("receiver.supervised_weight needs receiver.kind = \"likelihood\" (the "
+                         "receiver that shares the sender's weights); the bow receiver fits itself")
     if any(n != "string-match" for n in cfg.reward.overseers) and judge_lm is None:
         judge_lm = load_lm(cfg.sender.model or None)  # a frozen copy: the judge never trains
     return sender, task, receiver, make_overseers(cfg.reward.overseers, judge_lm)
@@ -236,6 +252,7 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
         done = step + 1
         if done % cfg.eval.every == 0 or done == cfg.rl.steps:
             result, transcripts = evaluate(done, cfg, sender, receiver, overseers, task, run_name)
+            result["train_seconds"] = round(sum(m["seconds"] for m in metrics), 1)
             evals.append(result)
             write_transcripts(out / "transcripts" / f"eval-step-{done:04d}.jsonl", transcripts)
         if done % cfg.eval.every == 0 or done == end:
