@@ -102,7 +102,8 @@ def main() -> None:
     parser.add_argument("--config", default="configs/payload-1bit.toml")
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
-    cfg = load_config(args.config, {"receiver.kind": "bow", "reward.overseers": ["string-match"]})
+    cfg = load_config(args.config, {"receiver.kind": "bow", "receiver.supervised_weight": 0.0,
+                                    "reward.overseers": ["string-match"]})
     torch.manual_seed(0)
     results = {"latentcode": ours(cfg, args.steps), "trl GRPOTrainer": trl(cfg, args.steps)}
     rows = {}
