@@ -97,12 +97,13 @@ def token_stats(lm: LM, transcripts: Sequence[Transcript], *, max_tokens: int = 
             lp = torch.log_softmax(logits[row, width - n:].float(), dim=-1)
             target = torch.tensor(texts[j], device=lp.device)
             logp = lp.gather(1, target[:, None])[:, 0]
-            rank = (lp > logp[:, None]).sum(-1) + 1
+            higher = lp > logp[:, None]  # tokens strictly more likely than the one seen
+            rank = higher.sum(-1) + 1
             p = lp.exp()
             plogp = torch.where(p > 0, p * lp, torch.zeros_like(p))
             mean = plogp.sum(-1)
             var = (torch.where(p > 0, plogp * lp, torch.zeros_like(p)).sum(-1) - mean ** 2).clamp(min=0)
-            above = torch.where(lp > logp[:, None], p, torch.zeros_like(p)).sum(-1)
+            above = torch.where(higher, p, torch.zeros_like(p)).sum(-1)
             top = p.topk(min(max(TAIL_KS), p.shape[-1]), dim=-1).values.cumsum(-1)
             tail = (1 - top[:, [min(k, top.shape[-1]) - 1 for k in TAIL_KS]]).clamp(min=0)
             stats = TokenStats(logp.double().cpu().numpy(), rank.cpu().numpy(),

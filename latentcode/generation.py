@@ -44,6 +44,23 @@ def distinct(rows: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[int]]
     return [list(r) for r in seen], index
 
 
+def prefill(lm: LM, prompts: Sequence[Sequence[int]], pad_id: int):
+    """Read each distinct prompt once (a group of samples shares one), left-padded, and copy
+    the result out to every row: ``(KV cache, next-token logits, attention mask)``, one row
+    per prompt. Under grad mode the gradient flows back through the copies."""
+    unique, copy_of = distinct(prompts)
+    ids, mask = left_pad(unique, pad_id, lm.device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                   logits_to_keep=1)
+    cache, logits = output_cache(out), out.logits[:, -1, :]
+    if len(unique) < len(prompts):
+        index = torch.tensor(copy_of, device=lm.device)
+        cache.batch_select_indices(index)
+        logits, mask = logits[index], mask[index]
+    return cache, logits, mask
+
+
 def length_sorted_batches(lm: LM, rows: list[list[int]], batch_size: int):
     """Token rows in batches of similar length (little padding), left-padded for one forward
     pass each: yields ``(row indices, model inputs)``; the inputs go to ``lm.model(**inputs)``."""
@@ -77,18 +94,8 @@ def _decode_batch(lm: LM, prompts: list[list[int]], rows: list[int], choose: Cho
     model, device = lm.model, lm.device
     stop_ids = lm.stop_ids
     pad_id = lm.tokenizer.pad_token_id
-    # each distinct prompt is read once (a group of samples shares one), then copied out
-    unique, copy_of = distinct(prompts)
-    ids, mask = left_pad(unique, pad_id, device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1)
-    cache, logits = output_cache(out), out.logits[:, -1, :]
-    if len(unique) < len(prompts):
-        index = torch.tensor(copy_of, device=device)
-        cache.batch_select_indices(index)
-        logits, mask, positions = logits[index], mask[index], positions[index]
-    next_pos = positions[:, -1] + 1
+    cache, logits, mask = prefill(lm, prompts, pad_id)
+    next_pos = mask.sum(-1)  # left-padded: each row's real length is its next position
     gens = [Generation([], False) for _ in prompts]
     running = list(range(len(prompts)))
     for step in range(max_new_tokens):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .generation import cache_kwargs, distinct, left_pad, output_cache
+from .generation import cache_kwargs, left_pad, prefill
 from .lm import LM
 
 
@@ -48,27 +48,19 @@ def continuation_logits(lm: LM, prompts: Sequence[Sequence[int]],
         raise ValueError("every prompt needs at least one token")
     model, device = lm.model, lm.device
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    unique, index = distinct(prompts)
-    ids, mask = left_pad(unique, pad, device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1)
-    rows = torch.tensor(index, device=device)
-    first = out.logits[:, -1][rows]  # what follows each prompt
+    cache, first, mask = prefill(lm, prompts, pad)  # first: what follows each prompt
     lengths = torch.tensor([len(c) for c in continuations], device=device)
     # the tokens fed after the prompt: all of them for last_only, all but the last otherwise
     fed = [list(c) if last_only else list(c[:-1]) for c in continuations]
     width = max((len(f) for f in fed), default=0)
     if width:
-        cache = output_cache(out)
-        cache.batch_select_indices(rows)
         cont, cont_mask = left_pad([f or [pad] for f in fed], pad, device)
         for r, f in enumerate(fed):
             if not f:
                 cont_mask[r] = 0
-        start = mask.sum(-1)[rows]  # each prompt's real length: where its continuation begins
+        start = mask.sum(-1)  # each prompt's real length: where its continuation begins
         cont_pos = (start[:, None] + cont_mask.cumsum(-1) - 1).clamp(min=0)
-        rest = model(input_ids=cont, attention_mask=torch.cat([mask[rows], cont_mask], dim=1),
+        rest = model(input_ids=cont, attention_mask=torch.cat([mask, cont_mask], dim=1),
                      position_ids=cont_pos, use_cache=True, logits_to_keep=1 if last_only else 0,
                      **cache_kwargs(model, cache)).logits
     if last_only:

@@ -3,7 +3,8 @@
 import torch
 
 from latentcode.channel.sender import Sender, response_logprobs
-from latentcode.prefix import common_prefix_length, continuation_logits, distinct
+from latentcode.generation import distinct
+from latentcode.prefix import common_prefix_length, continuation_logits
 
 PROMPTS = [[5, 6, 7, 8], [5, 6, 7, 8], [9, 10], [5, 6, 7, 8], [11, 12, 13]]
 CONTS = [[20, 21, 22], [23], [24, 25, 26, 27], [], [28, 29]]
