@@ -34,6 +34,7 @@ from sklearn.metrics import roc_auc_score
 
 from detectors import make_detector
 from latentcode.codecs import make_codec
+from latentcode.jsonl import write_json
 from latentcode.lm import load_lm
 from latentcode.payload import random_payloads
 from latentcode.prompts import read_prompts
@@ -99,7 +100,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(vars(args), indent=2) + "\n")
+    write_json(out / "config.json", vars(args))
     lm = load_lm(args.model, dtype=torch.float64)
     prompts = read_prompts()
     order = np.random.default_rng(0).permutation(len(prompts))
@@ -152,7 +153,7 @@ def main() -> None:
     scored = [dataclasses.replace(t, scores={n: float(pooled[n][i]) for n in pooled})
               for i, t in enumerate(test_all)]
     write_transcripts(out / "scored-test.jsonl", scored)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out / "results.json", results)  # atomic: a re-run merges into it
 
     print(f"\n{'detector':<16}" + "".join(f"{s:>14}" for s in sources[1:]))
     print(f"{'bits/token':<16}" + "".join(f"{results['bits_per_token'][s]:>14.2f}"
