@@ -30,7 +30,7 @@ from latentcode.lm import load_lm
 
 
 def ours(cfg, steps: int) -> tuple[list[float], list[float]]:
-    sender, task, receiver, overseers = build_parts(cfg, load_lm(), None)
+    sender, task, receiver, overseers, _ = build_parts(cfg, load_lm(), None)
     optimizer = torch.optim.AdamW(sender.trainable_parameters(), lr=cfg.rl.lr, weight_decay=0.0)
     seconds, lengths = [], []
     for step in range(steps):
@@ -49,7 +49,7 @@ def trl(cfg, steps: int) -> tuple[list[float], list[float]]:
     from datasets import Dataset
 
     lm = load_lm()
-    _, task, _, _ = build_parts(cfg, load_lm(), None)  # the same episodes as ours
+    task = build_parts(cfg, load_lm(), None).task  # the same episodes as ours
     rows = []
     for step in range(steps):
         rng = random.Random(step_seed(cfg.seed, step, "episodes"))

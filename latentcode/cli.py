@@ -272,43 +272,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job so far: sample clean transcripts from the embedded model."""
-    from .lm import load_lm
-    from .prompts import read_prompts
-    from .sampling import sample_clean
-    from .transcripts import read_transcripts, write_transcripts
+    """The main job end to end: codecs and a trained policy, every detector, the report."""
+    from .demo import DemoConfig, DemoFolderError, run_demo
 
-    out = Path(args.out)
-    config = {"n": args.n, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
-              "model": args.model or "embedded", "prompts": str(args.prompts)}
-    clean_path = out / "clean.jsonl"
+    def names(value: str) -> list[str]:
+        return [v.strip() for v in value.split(",") if v.strip()]
+
+    defaults = DemoConfig()
+    cfg = DemoConfig(n_train=args.n_train, n_test=args.n_test, max_new_tokens=args.max_new_tokens,
+                     sources=names(args.sources) if args.sources else defaults.sources,
+                     detectors=names(args.detectors) if args.detectors else defaults.detectors,
+                     policy_steps=args.policy_steps, seed=args.seed, model=args.model or "",
+                     prompts=args.prompts)
     started = time.perf_counter()
-    lm = load_lm(args.model, device=args.device)
-    print(f"model {lm.name}: loaded in {lm.info.get('load_seconds', 0):.1f} s")
-    if clean_path.exists() and _same_config(out / "config.json", config):
-        transcripts = read_transcripts(clean_path)
-        print(f"[resume] {clean_path} already holds {len(transcripts)} transcripts")
-    else:
-        write_json(out / "config.json", config)
-        transcripts = sample_clean(lm, read_prompts(args.prompts), args.n,
-                                   max_new_tokens=args.max_new_tokens, seed=args.seed)
-        write_transcripts(clean_path, transcripts)
-    print(f"\n{'id':<18} {'tokens':>6}  text")
-    for t in transcripts[:8]:
-        text = t.text.replace("\n", " ")
-        print(f"{t.id:<18} {t.meta['n_tokens']:>6}  {text[:70]}{'...' if len(text) > 70 else ''}")
-    print(f"\n{len(transcripts)} clean transcripts in {clean_path} "
-          f"({time.perf_counter() - started:.1f} s)")
-    return 0
-
-
-def _same_config(path: Path, config: dict) -> bool:
-    import json
-
     try:
-        return json.loads(path.read_text()) == config
-    except (OSError, ValueError):
-        return False
+        run_demo(cfg, args.out, progress=not args.quiet)
+    except (DemoFolderError, ValueError) as err:
+        return _usage_error(str(err))
+    print(f"demo finished in {time.perf_counter() - started:.0f} s")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -393,10 +375,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job end to end on the embedded model")
     p.add_argument("--out", default="runs/demo", help="run folder (resumed when it exists)")
     p.add_argument("--prompts", default=str(DEFAULT_PROMPTS))
-    p.add_argument("--n", type=int, default=32)
-    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--n-train", type=int, default=24, help="transcripts per source, train half")
+    p.add_argument("--n-test", type=int, default=32, help="transcripts per source, test half")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--sources", default="", help="codec sources, comma-separated (default: all)")
+    p.add_argument("--detectors", default="", help="comma-separated (default: the battery)")
+    p.add_argument("--policy-steps", type=int, default=12,
+                   help="RL steps of the hiding policy (0: leave it out)")
     p.add_argument("--seed", type=int, default=0)
-    _add_model_args(p)
+    p.add_argument("--model", default=None,
+                   help="HF id or local folder or .gguf already on disk (default: embedded)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -408,7 +397,8 @@ def _usage_error(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("n", "max_new_tokens", "batch_size", "payload_bits", "n_bootstrap", "examples"):
+    for name in ("n", "n_train", "n_test", "max_new_tokens", "batch_size", "payload_bits",
+                 "n_bootstrap", "examples"):
         if getattr(args, name, 1) < 1:
             return _usage_error(f"--{name.replace('_', '-')} must be at least 1")
     if getattr(args, "temperature", 0) < 0:

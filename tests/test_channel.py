@@ -51,6 +51,61 @@ def test_a_few_steps_write_every_artifact(tmp_path):
     assert summary["steps_done"] == 4 and summary["final_eval"]["step"] == 4
     assert not list(out.glob(".*"))  # no temporary leftovers
 
+    import csv
+
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    for column in ("reward", "accuracy", "flagged/overseer", "kl", "entropy", "tokens_per_s"):
+        assert [float(r[column]) for r in rows] == [m[column] for m in metrics], column
+    assert all(m["tokens_per_s"] > 0 for m in metrics)
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+    samples = read_transcripts(out / "samples.jsonl")  # ready for `latentcode detect`
+    positives = [t for t in samples if t.label == 1]
+    negatives = [t for t in samples if t.label == 0]
+    assert [t.id for t in positives] == [t.id for t in transcripts]
+    assert negatives and {t.prompt for t in negatives} <= {t.prompt for t in positives} | {
+        t.prompt for t in read_transcripts(out / "transcripts" / "eval-step-0000.jsonl")}
+    assert all(t.source == "reference" and t.payload is None for t in negatives)
+    assert len({t.id for t in samples}) == len(samples)
+
+
+def test_tensorboard_events_read_back_the_logged_metrics(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(tmp_path / "run", stop_after=2)
+    run(tmp_path / "run")  # resumed: the steps after the checkpoint are not logged twice
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    accuracy = events.Scalars("train/accuracy")
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [e.step for e in accuracy] == [1, 2, 3, 4]
+    assert [e.value for e in accuracy] == pytest.approx([m["accuracy"] for m in metrics])
+    assert [e.step for e in events.Scalars("eval/accuracy")] == [0, 2, 4]
+
+
+def test_a_paraphrasing_receiver_reads_rewritten_text_and_trains_on_what_was_written(tmp_path):
+    import random
+
+    from latentcode.channel.trainer import build_parts, receiver_view
+
+    cfg = load_config(None, {**SMALL, "reward.overseers": ["string-match"],
+                             "receiver.paraphrase": True})
+    parts = build_parts(cfg, tiny_lm(seed=0), tiny_lm(seed=1))
+    assert parts.paraphraser is not None
+    rollouts = parts.sender.generate(parts.task.episodes(2, random.Random(0), "train"), 2,
+                                     max_new_tokens=6, temperature=1.0, seed=0)
+    seen = receiver_view(rollouts, parts.paraphraser, parts.sender, seed=0)
+    assert seen.texts != rollouts.texts  # the random paraphraser rewrites
+    assert seen.prompt_ids == rollouts.prompt_ids and seen.episodes == rollouts.episodes
+    assert seen.response_ids == [parts.sender.lm.tokenizer(t, add_special_tokens=False)["input_ids"]
+                                 for t in seen.texts]
+    assert receiver_view(rollouts, None, parts.sender, seed=0) is rollouts
+    summary = run(tmp_path / "run", **{"reward.overseers": ["string-match"],
+                                       "receiver.paraphrase": True})
+    assert summary["final_eval"]["step"] == 4
+
 
 def test_the_adapter_moves_and_the_reference_does_not(tmp_path):
     lm = tiny_lm(seed=0)
@@ -73,7 +128,8 @@ def test_resume_after_an_interruption_gives_identical_metrics(tmp_path):
 
     def read(folder, name):
         rows = [json.loads(line) for line in (folder / name).read_text().splitlines()]
-        return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds")} for r in rows]
+        return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds", "tokens_per_s")}
+                for r in rows]
 
     assert read(tmp_path / "whole", "metrics.jsonl") == read(tmp_path / "halves", "metrics.jsonl")
     assert read(tmp_path / "whole", "eval.jsonl") == read(tmp_path / "halves", "eval.jsonl")
@@ -193,7 +249,7 @@ def test_the_supervised_receiver_term_trains_the_shared_weights_to_tell_secrets_
 
     cfg = load_config(None, {**SMALL, "reward.overseers": ["string-match"],
                              "receiver.supervised_weight": 1.0})
-    sender, task, receiver, _ = build_parts(cfg, tiny_lm(seed=0), None)
+    sender, task, receiver, *_ = build_parts(cfg, tiny_lm(seed=0), None)
     rollouts = sender.generate(task.episodes(4, random.Random(0), "train"), 2, max_new_tokens=6,
                                temperature=1.0, seed=0)
     truth = rollouts.truth()
@@ -215,3 +271,32 @@ def test_a_supervised_weight_needs_the_likelihood_receiver():
     with pytest.raises(ValueError, match="likelihood"):
         build_parts(load_config(None, {**SMALL, "receiver.kind": "bow",
                                        "receiver.supervised_weight": 1.0}), tiny_lm(seed=0), None)
+
+
+def test_a_finished_run_reloads_as_the_same_sender(tmp_path):
+    import random
+
+    from latentcode.channel.sender import Sender, response_logprobs
+
+    cfg = load_config(None, {**SMALL, "reward.overseers": ["string-match"], "rl.steps": 2})
+    lm = tiny_lm(seed=0)
+    train(cfg, tmp_path / "run", lm=lm, progress=False)
+    trained = lm.model  # wrapped in place by the run's sender
+    loaded = Sender.load(tiny_lm(seed=0), tmp_path / "run" / "adapter")
+    from latentcode.channel.tasks import make_task
+
+    rollouts = loaded.generate(make_task(cfg.task).episodes(2, random.Random(0)), 2,
+                               max_new_tokens=5, temperature=1.0, seed=3)
+    trained.eval()
+    with torch.no_grad():
+        ours, _ = response_logprobs(loaded.lm, rollouts.prompt_ids, rollouts.response_ids)
+        theirs = trained(torch.tensor([rollouts.prompt_ids[0] + rollouts.response_ids[0]])).logits
+    first = torch.log_softmax(theirs[0, len(rollouts.prompt_ids[0]) - 1:-1].float(), -1)
+    expected = first.gather(-1, torch.tensor(rollouts.response_ids[0])[:, None])[:, 0]
+    n = len(rollouts.response_ids[0])
+    assert torch.allclose(ours[0, ours.shape[1] - n:], expected, atol=1e-5)
+    with torch.no_grad():  # and the adapter matters: the bare base model scores otherwise
+        base = tiny_lm(seed=0).model(torch.tensor([rollouts.prompt_ids[0] + rollouts.response_ids[0]])).logits
+    assert not torch.allclose(theirs, base, atol=1e-4)
+    with pytest.raises(FileNotFoundError, match="adapter_model.safetensors"):
+        Sender.load(tiny_lm(seed=0), tmp_path / "nowhere")

@@ -117,14 +117,3 @@ def test_sample_command_rejects_bad_prompts_before_writing(tmp_path, capsys):
 def test_sample_command_rejects_bad_options(tmp_path, flag, value, capsys):
     assert main(["sample", "--out", str(tmp_path / "o.jsonl"), flag, value]) == 2
     assert flag in capsys.readouterr().err
-
-
-@pytest.mark.embedded
-def test_demo_writes_a_run_folder_and_resumes(tmp_path, capsys):
-    args = ["demo", "--out", str(tmp_path / "run"), "--n", "3", "--max-new-tokens", "6"]
-    assert main(args) == 0
-    first = (tmp_path / "run" / "clean.jsonl").read_bytes()
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["n"] == 3
-    assert main(args) == 0
-    assert "[resume]" in capsys.readouterr().out
-    assert (tmp_path / "run" / "clean.jsonl").read_bytes() == first

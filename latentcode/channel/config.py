@@ -45,8 +45,12 @@ class ReceiverConfig:
     kind: str = choice("likelihood", "likelihood", "bow")
     history: int = 512  # bow: refit on this many recent responses
     # likelihood: weight of the receiver's cross-entropy on the true secret, backpropagated
-    # into the weights it shares with the sender (0: the channel grows by RL alone)
+    # into the weights it shares with the sender (0: the channel grows by RL alone; on the
+    # sender's own temperature-1 samples its expected gradient is zero, see receiver.py)
     supervised_weight: float = 0.0
+    # a frozen copy of the model paraphrases each response before the receiver reads it (the
+    # sender is still trained on what it wrote): codes that survive are paraphrase-robust
+    paraphrase: bool = False
 
 
 @dataclass

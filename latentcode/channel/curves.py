@@ -55,7 +55,9 @@ def plot_learning_curve(metrics: list[dict], evals: list[dict], path: Path) -> N
     twin.plot(steps, [m["entropy"] for m in metrics], color="C5", ls=":", label="entropy / token")
     ax.set_title("reward (left), KL and entropy in nats (right)")
     ax.set_xlabel("step")
-    fig.legend(loc="lower right", fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    more_handles, more_labels = twin.get_legend_handles_labels()
+    twin.legend(handles + more_handles, labels + more_labels, fontsize=8, loc="center right")
     fig.tight_layout()
     with atomic_open(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=100)

@@ -4,9 +4,11 @@ reference the KL penalty measures against (one copy of the weights serves both).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +17,16 @@ from ..generation import AncestralSampler, decode_loop
 from ..lm import LM
 from ..prefix import continuation_logits
 from .tasks import Episode
+
+
+@contextmanager
+def _quiet_peft():
+    """peft asks transformers a deprecated question on every wrap; the warning tells a user
+    nothing they can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                                category=FutureWarning)
+        yield
 
 
 @dataclass
@@ -47,10 +59,28 @@ class Sender:
 
         config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets),
                             lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
-        self.model = get_peft_model(lm.model, config)
+        with _quiet_peft():
+            self.model = get_peft_model(lm.model, config)
         self.lm = LM(model=self.model, tokenizer=lm.tokenizer, name=f"{lm.name}+lora",
                      info=dict(lm.info))
         self.base_name = lm.name
+
+    @classmethod
+    def load(cls, lm: LM, adapter: str | Path) -> Sender:
+        """A trained sender: ``lm`` wrapped with the LoRA weights of a run's ``adapter/`` folder
+        (safetensors, read by peft; nothing is unpickled)."""
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_model.safetensors").is_file():
+            raise FileNotFoundError(f"{adapter}: no adapter_model.safetensors (a finished "
+                                    "`latentcode train` run writes it into <run>/adapter)")
+        sender = cls.__new__(cls)
+        with _quiet_peft():
+            sender.model = PeftModel.from_pretrained(lm.model, str(adapter), is_trainable=False)
+        sender.lm = LM(model=sender.model, tokenizer=lm.tokenizer, name=f"{lm.name}+lora",
+                       info=dict(lm.info))
+        sender.base_name = lm.name
+        return sender
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]

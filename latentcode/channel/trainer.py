@@ -7,26 +7,31 @@ group-relative advantages with per-token discounted credit, and take one policy-
 with a KL penalty to the frozen reference (the same weights, adapter off).
 
 A run writes one folder: ``config.json``, ``metrics.jsonl`` (one line per step),
-``eval.jsonl`` (held-out prompts every ``eval.every`` steps) with the evaluated transcripts in
-``transcripts/``, ``checkpoint/`` (adapter, optimizer, receiver history: resumable),
-``adapter/`` (the final LoRA weights), ``learning_curve.png`` and ``summary.json``. Every step
+``metrics.csv`` (the same rows), ``tensorboard/``, ``eval.jsonl`` (held-out prompts every
+``eval.every`` steps) with the evaluated transcripts in ``transcripts/``, ``checkpoint/``
+(adapter, optimizer, receiver history: resumable), and at the end ``adapter/`` (the final LoRA
+weights, which are also the likelihood receiver's), ``samples.jsonl`` (the last evaluation's
+responses, label 1, beside the frozen reference's responses to the same prompts with no secret,
+label 0: ready for ``latentcode detect``), ``learning_curve.png`` and ``summary.json``. Every step
 draws its episodes and samples from seeds derived from (seed, step), so a resumed run repeats
 the steps an uninterrupted one would have taken.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from ..jsonl import write_json, write_jsonl
+from ..jsonl import write_json
 from ..lm import LM, load_lm
-from ..transcripts import Transcript, write_transcripts
+from ..transcripts import Transcript, read_transcripts, write_transcripts
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .overseers import make_overseers
@@ -39,6 +44,7 @@ from .rewards import (
     token_credit,
     total_reward,
 )
+from .runlog import RunLog
 from .sender import Rollouts, Sender, response_logprobs
 from .tasks import Episode, make_task
 
@@ -63,6 +69,20 @@ def judge(overseers, rollouts: Rollouts) -> tuple[np.ndarray, dict]:
     return np.mean(suspicions, axis=0), flags
 
 
+def receiver_view(rollouts: Rollouts, paraphraser: LM | None, sender: Sender, seed: int) -> Rollouts:
+    """What the receiver reads: the responses themselves, or their paraphrases by a frozen model
+    (``receiver.paraphrase``). Only the texts change; the policy gradient is still taken on the
+    tokens the sender wrote."""
+    if paraphraser is None:
+        return rollouts
+    from ..paraphrase import paraphrase_texts
+
+    longest = max((len(r) for r in rollouts.response_ids), default=16)
+    texts = paraphrase_texts(paraphraser, rollouts.texts, seed=seed, max_new_tokens=2 * longest)
+    ids = [sender.lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    return dataclasses.replace(rollouts, texts=texts, response_ids=ids)
+
+
 def calibrate(overseers, sender: Sender, task, cfg: TrainConfig) -> None:
     """Fit each overseer on clean responses of the frozen reference (seeded: resumable)."""
     if not any(hasattr(o, "detector") for o in overseers):
@@ -81,7 +101,7 @@ def calibrate(overseers, sender: Sender, task, cfg: TrainConfig) -> None:
 
 
 def train_step(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, task,
-               optimizer: torch.optim.Optimizer) -> dict:
+               optimizer: torch.optim.Optimizer, paraphraser: LM | None = None) -> dict:
     started = time.perf_counter()
     rl, reward_cfg = cfg.rl, cfg.reward
     rng = random.Random(step_seed(cfg.seed, step, "episodes"))
@@ -90,14 +110,15 @@ def train_step(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers,
                                temperature=cfg.sender.temperature,
                                seed=step_seed(cfg.seed, step, "sample"))
 
-    # --- rewards: receiver reads prompt + response; overseers watch
+    # --- rewards: receiver reads prompt + response (or its paraphrase); overseers watch
     truth = rollouts.truth()
+    seen = receiver_view(rollouts, paraphraser, sender, step_seed(cfg.seed, step, "paraphrase"))
     supervised = cfg.receiver.supervised_weight > 0
     if supervised:  # the same forward pass gives the reward and the receiver's own loss
-        post_tensor = receiver.log_posteriors_tensor(rollouts)
+        post_tensor = receiver.log_posteriors_tensor(seen)
         log_post = post_tensor.detach().double().cpu().numpy()
     else:
-        log_post = receiver.log_posteriors(rollouts)
+        log_post = receiver.log_posteriors(seen)
     decode = decode_reward(log_post, truth, reward_cfg.decode)
     lam = overseer_weight(step, reward_cfg.overseer_weight, reward_cfg.overseer_warmup,
                           None if reward_cfg.overseer_ramp < 0 else reward_cfg.overseer_ramp)
@@ -126,7 +147,7 @@ def train_step(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers,
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(sender.trainable_parameters(), rl.max_grad_norm)
     optimizer.step()
-    receiver.observe(rollouts)
+    receiver.observe(seen)
 
     n_tokens = mask.sum(-1).clamp(min=1)
     kl = kl.detach()
@@ -143,15 +164,17 @@ def train_step(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers,
         "loss": float(loss.detach()),
         "grad_norm": float(grad_norm),
         "response_tokens": float(np.mean(lengths)),
-        "seconds": round(time.perf_counter() - started, 3),
     }
+    seconds = time.perf_counter() - started
+    metrics["tokens_per_s"] = round(sum(lengths) / seconds, 2)  # sampled tokens per step second
+    metrics["seconds"] = round(seconds, 3)
     for name, f in flags.items():
         metrics[f"flagged/{name}"] = float(np.mean(f))
     return metrics
 
 
 def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, task,
-             run_name: str) -> tuple[dict, list[Transcript]]:
+             run_name: str, paraphraser: LM | None = None) -> tuple[dict, list[Transcript]]:
     """Held-out prompts, fresh secrets, one sampled response each."""
     started = time.perf_counter()
     rng = random.Random(step_seed(cfg.seed, 0, "eval-episodes"))  # the same episodes each time
@@ -159,7 +182,8 @@ def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, t
     rollouts = sender.generate(episodes, 1, max_new_tokens=cfg.sender.max_new_tokens,
                                temperature=cfg.sender.temperature,
                                seed=step_seed(cfg.seed, step, "eval-sample"))
-    log_post = receiver.log_posteriors(rollouts)
+    log_post = receiver.log_posteriors(
+        receiver_view(rollouts, paraphraser, sender, step_seed(cfg.seed, step, "eval-paraphrase")))
     truth = rollouts.truth()
     correct = log_post.argmax(1) == truth
     _, flags = judge(overseers, rollouts)
@@ -176,13 +200,23 @@ def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, t
             payload=payload, source=run_name,
             meta={"step": step, "secret": ep.secret, "decoded": ep.candidates[int(log_post[i].argmax())],
                   "correct": bool(correct[i]), "n_tokens": len(rollouts.response_ids[i]),
+                  "bits_per_token": (len(ep.secret) / max(len(rollouts.response_ids[i]), 1)
+                                     if payload else None),
                   "flags": {k: bool(v[i]) for k, v in flags.items()}, **ep.meta}))
     result["seconds"] = round(time.perf_counter() - started, 3)
     return result, transcripts
 
 
-def build_parts(cfg: TrainConfig, lm: LM | None, judge_lm: LM | None):
-    """Sender (wrapping ``lm`` in place), task, receiver and overseers for a config."""
+class Parts(NamedTuple):
+    sender: Sender
+    task: object
+    receiver: object
+    overseers: list
+    paraphraser: LM | None  # the frozen model that rewrites responses for the receiver, if any
+
+
+def build_parts(cfg: TrainConfig, lm: LM | None, judge_lm: LM | None) -> Parts:
+    """Sender (wrapping ``lm`` in place), task, receiver, overseers and paraphraser for a config."""
     lm = lm or load_lm(cfg.sender.model or None)
     torch.manual_seed(cfg.seed)  # the LoRA initialisation
     sender = Sender(lm, rank=cfg.sender.lora_rank, alpha=cfg.sender.lora_alpha,
@@ -195,20 +229,31 @@ def build_parts(cfg: TrainConfig, lm: LM | None, judge_lm: LM | None):
     if cfg.receiver.supervised_weight > 0 and not hasattr(receiver, "log_posteriors_tensor"):
         raise ValueError("receiver.supervised_weight needs receiver.kind = \"likelihood\" (the "
                          "receiver that shares the sender's weights); the bow receiver fits itself")
-    if any(n != "string-match" for n in cfg.reward.overseers) and judge_lm is None:
-        judge_lm = load_lm(cfg.sender.model or None)  # a frozen copy: the judge never trains
-    return sender, task, receiver, make_overseers(cfg.reward.overseers, judge_lm)
+    needs_frozen = cfg.receiver.paraphrase or any(n != "string-match" for n in cfg.reward.overseers)
+    if needs_frozen and judge_lm is None:
+        judge_lm = load_lm(cfg.sender.model or None)  # a frozen copy: judge and paraphraser never train
+    return Parts(sender, task, receiver, make_overseers(cfg.reward.overseers, judge_lm),
+                 judge_lm if cfg.receiver.paraphrase else None)
 
 
-def _read_jsonl(path: Path, below_step: int) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["step"] <= below_step]
+def matched_clean(cfg: TrainConfig, sender: Sender, task, run_name: str) -> list[Transcript]:
+    """The frozen reference's responses to the evaluation prompts with no secret (label 0):
+    the clean side a detector is scored against, matched prompt for prompt."""
+    rng = random.Random(step_seed(cfg.seed, 0, "eval-episodes"))  # the evaluation's episodes
+    episodes = [dataclasses.replace(e, system=task.clean_system())
+                for e in task.episodes(cfg.eval.prompts, rng, "eval")]
+    with sender.reference():
+        clean = sender.generate(episodes, 1, max_new_tokens=cfg.sender.max_new_tokens,
+                                temperature=cfg.sender.temperature,
+                                seed=step_seed(cfg.seed, 0, "clean-sample"))
+    return [Transcript(id=f"{run_name}-clean-{i:04d}", prompt=ep.prompt, text=clean.texts[i],
+                       label=0, source="reference",
+                       meta={"n_tokens": len(clean.response_ids[i]), **ep.meta})
+            for i, ep in enumerate(episodes) if clean.texts[i].strip()]
 
 
 def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: LM | None = None,
-          progress: bool = True, stop_after: int | None = None) -> dict:
+          progress: bool = True, stop_after: int | None = None, tensorboard: bool = True) -> dict:
     """Train (or resume) the run in ``out``; ``stop_after`` ends early after that many steps
     (an interruption, for tests). Returns the summary."""
     from tqdm.auto import tqdm
@@ -223,7 +268,7 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
         write_json(out / "config.json", config)
     run_name = out.name or "run"
 
-    sender, task, receiver, overseers = build_parts(cfg, lm, judge_lm)
+    sender, task, receiver, overseers, paraphraser = build_parts(cfg, lm, judge_lm)
     optimizer = torch.optim.AdamW(sender.trainable_parameters(), lr=cfg.rl.lr, weight_decay=0.0)
 
     start = 0
@@ -232,41 +277,47 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
         start = state["step"]
         if hasattr(receiver, "load_state"):
             receiver.load_state(state["receiver"])
-    metrics = _read_jsonl(out / "metrics.jsonl", start)
-    evals = _read_jsonl(out / "eval.jsonl", start)
+    log = RunLog(out, start, tensorboard=tensorboard)
     calibrate(overseers, sender, task, cfg)
 
     end = cfg.rl.steps if stop_after is None else min(cfg.rl.steps, start + stop_after)
     bar = tqdm(range(start, end), desc="training", unit="step", disable=not progress,
                initial=start, total=cfg.rl.steps)
-    if start == 0 and not evals:
-        result, transcripts = evaluate(0, cfg, sender, receiver, overseers, task, run_name)
-        evals.append(result)
-        write_transcripts(out / "transcripts" / "eval-step-0000.jsonl", transcripts)
-        write_jsonl(out / "eval.jsonl", evals)
+
+    def run_eval(done: int) -> None:
+        result, transcripts = evaluate(done, cfg, sender, receiver, overseers, task, run_name,
+                                       paraphraser)
+        result["train_seconds"] = round(sum(m["seconds"] for m in log.metrics), 1)
+        write_transcripts(out / "transcripts" / f"eval-step-{done:04d}.jsonl", transcripts)
+        log.eval(result)
+
+    if start == 0 and not log.evals:
+        run_eval(0)
+        log.save()
     for step in bar:
-        row = train_step(step, cfg, sender, receiver, overseers, task, optimizer)
-        metrics.append(row)
+        row = train_step(step, cfg, sender, receiver, overseers, task, optimizer, paraphraser)
+        log.step(row)
         bar.set_postfix(acc=f"{row['accuracy']:.2f}", kl=f"{row['kl']:.3f}",
                         reward=f"{row['reward']:.3f}")
         done = step + 1
         if done % cfg.eval.every == 0 or done == cfg.rl.steps:
-            result, transcripts = evaluate(done, cfg, sender, receiver, overseers, task, run_name)
-            result["train_seconds"] = round(sum(m["seconds"] for m in metrics), 1)
-            evals.append(result)
-            write_transcripts(out / "transcripts" / f"eval-step-{done:04d}.jsonl", transcripts)
+            run_eval(done)
         if done % cfg.eval.every == 0 or done == end:
-            write_jsonl(out / "metrics.jsonl", metrics)
-            write_jsonl(out / "eval.jsonl", evals)
+            log.save()
             extra = {"receiver": receiver.state() if hasattr(receiver, "state") else {}}
             save_checkpoint(out / "checkpoint", done, sender, optimizer, extra)
     bar.close()
+    log.close()
 
+    metrics, evals = log.metrics, log.evals
     summary = {"steps_done": end, "steps": cfg.rl.steps, "final_eval": evals[-1] if evals else None,
                "default_signal": evals[0] if evals else None,
                "seconds": round(sum(m["seconds"] for m in metrics), 1)}
     if end == cfg.rl.steps:
         sender.model.save_pretrained(str(out / "adapter"), safe_serialization=True)
+        last = read_transcripts(out / "transcripts" / f"eval-step-{cfg.rl.steps:04d}.jsonl")
+        write_transcripts(out / "samples.jsonl",
+                          last + matched_clean(cfg, sender, task, run_name))
         from .curves import plot_learning_curve
 
         plot_learning_curve(metrics, evals, out / "learning_curve.png")
@@ -284,7 +335,7 @@ def probe_default_signal(cfg: TrainConfig, out: str | Path, *, lm: LM | None = N
     Writes ``probe.json`` into ``out``.
     """
     out = Path(out)
-    sender, task, receiver, overseers = build_parts(cfg, lm, judge_lm)
+    sender, task, receiver, overseers, paraphraser = build_parts(cfg, lm, judge_lm)
     calibrate(overseers, sender, task, cfg)
     train_acc = []
     for step in range(batches):
@@ -294,10 +345,12 @@ def probe_default_signal(cfg: TrainConfig, out: str | Path, *, lm: LM | None = N
                                    max_new_tokens=cfg.sender.max_new_tokens,
                                    temperature=cfg.sender.temperature,
                                    seed=step_seed(cfg.seed, step, "sample"))
-        train_acc.append(float((receiver.log_posteriors(rollouts).argmax(1)
+        seen = receiver_view(rollouts, paraphraser, sender, step_seed(cfg.seed, step, "paraphrase"))
+        train_acc.append(float((receiver.log_posteriors(seen).argmax(1)
                                 == rollouts.truth()).mean()))
-        receiver.observe(rollouts)
-    result, transcripts = evaluate(0, cfg, sender, receiver, overseers, task, out.name or "probe")
+        receiver.observe(seen)
+    result, transcripts = evaluate(0, cfg, sender, receiver, overseers, task, out.name or "probe",
+                                   paraphraser)
     chance = 1 / len(task.episodes(1, random.Random(0), "eval")[0].candidates)
     from scipy.stats import binomtest
 
