@@ -260,7 +260,7 @@ def test_the_supervised_receiver_term_trains_the_shared_weights_to_tell_secrets_
     optimizer.step()
     with torch.no_grad():
         after = supervised_loss(receiver.log_posteriors_tensor(rollouts), truth)
-    assert float(after) < float(loss) - 1e-4
+    assert float(after) < float(loss.detach()) - 1e-4
     np.testing.assert_allclose(receiver.log_posteriors(rollouts),
                                receiver.log_posteriors_tensor(rollouts).detach().numpy(), atol=1e-6)
 
