@@ -35,7 +35,7 @@ from .battery import (
     split_by_prompt,
     with_scores,
 )
-from .jsonl import write_json
+from .jsonl import claim_folder, write_json
 from .lm import LM, load_lm
 from .prompts import DEFAULT_PROMPTS, read_prompts
 from .sampling import assign_prompts
@@ -184,13 +184,9 @@ def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True, log=pri
 
     cfg.check()
     out = Path(out)
-    config = dataclasses.asdict(cfg)
-    if (out / "config.json").is_file():
-        if json.loads((out / "config.json").read_text()) != config:
-            raise DemoFolderError(f"{out} holds a demo with another config; choose another "
-                                  "--out or delete the folder")
-    else:
-        write_json(out / "config.json", config)
+    if not claim_folder(out, dataclasses.asdict(cfg)):
+        raise DemoFolderError(f"{out} holds a demo with another config; choose another "
+                              "--out or delete the folder")
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
 

@@ -165,3 +165,13 @@ def write_json(path: str | os.PathLike, obj: object) -> None:
     with atomic_open(path) as handle:
         json.dump(obj, handle, indent=2, ensure_ascii=False, allow_nan=False)
         handle.write("\n")
+
+
+def claim_folder(folder: str | os.PathLike, config: dict) -> bool:
+    """Write ``folder/config.json``, or check the one a resumable run left there: False when
+    it holds another config (the caller refuses the folder rather than mix two runs)."""
+    path = Path(folder) / "config.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8")) == config
+    write_json(path, config)
+    return True

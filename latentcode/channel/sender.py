@@ -60,9 +60,12 @@ class Sender:
         config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets),
                             lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
         with _quiet_peft():
-            self.model = get_peft_model(lm.model, config)
-        self.lm = LM(model=self.model, tokenizer=lm.tokenizer, name=f"{lm.name}+lora",
-                     info=dict(lm.info))
+            self._adopt(get_peft_model(lm.model, config), lm)
+
+    def _adopt(self, model, lm: LM) -> None:
+        """Hold ``model`` (``lm``'s weights wrapped by peft) and an LM view of it."""
+        self.model = model
+        self.lm = LM(model=model, tokenizer=lm.tokenizer, name=f"{lm.name}+lora", info=dict(lm.info))
         self.base_name = lm.name
 
     @classmethod
@@ -76,10 +79,7 @@ class Sender:
                                     "`latentcode train` run writes it into <run>/adapter)")
         sender = cls.__new__(cls)
         with _quiet_peft():
-            sender.model = PeftModel.from_pretrained(lm.model, str(adapter), is_trainable=False)
-        sender.lm = LM(model=sender.model, tokenizer=lm.tokenizer, name=f"{lm.name}+lora",
-                       info=dict(lm.info))
-        sender.base_name = lm.name
+            sender._adopt(PeftModel.from_pretrained(lm.model, str(adapter), is_trainable=False), lm)
         return sender
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:

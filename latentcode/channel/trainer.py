@@ -20,7 +20,6 @@ the steps an uninterrupted one would have taken.
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..jsonl import write_json
+from ..jsonl import claim_folder, write_json
 from ..lm import LM, load_lm
 from ..transcripts import Transcript, read_transcripts, write_transcripts
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -83,17 +82,24 @@ def receiver_view(rollouts: Rollouts, paraphraser: LM | None, sender: Sender, se
     return dataclasses.replace(rollouts, texts=texts, response_ids=ids)
 
 
+def reference_answers(sender: Sender, task, episodes: list[Episode], cfg: TrainConfig,
+                      seed: int) -> Rollouts:
+    """The frozen reference (adapter off) answering the episodes' prompts with no secret in its
+    instructions: clean text, seeded, for calibrating overseers and scoring detectors."""
+    clean = [dataclasses.replace(e, system=task.clean_system()) for e in episodes]
+    with sender.reference():
+        return sender.generate(clean, 1, max_new_tokens=cfg.sender.max_new_tokens,
+                               temperature=cfg.sender.temperature, seed=seed)
+
+
 def calibrate(overseers, sender: Sender, task, cfg: TrainConfig) -> None:
     """Fit each overseer on clean responses of the frozen reference (seeded: resumable)."""
     if not any(hasattr(o, "detector") for o in overseers):
         return
     rng = random.Random(step_seed(cfg.seed, 0, "calibrate"))
-    clean_eps = [Episode(e.id, e.prompt, task.clean_system(), e.secret, e.candidates)
-                 for e in task.episodes(cfg.reward.calibration_samples, rng, "train")]
-    with sender.reference():
-        clean = sender.generate(clean_eps, 1, max_new_tokens=cfg.sender.max_new_tokens,
-                                temperature=cfg.sender.temperature,
-                                seed=step_seed(cfg.seed, 0, "calibrate-sample"))
+    clean = reference_answers(sender, task,
+                              task.episodes(cfg.reward.calibration_samples, rng, "train"), cfg,
+                              step_seed(cfg.seed, 0, "calibrate-sample"))
     transcripts = [Transcript(id=f"clean-{i}", prompt=clean.episodes[i].prompt, text=text)
                    for i, text in enumerate(clean.texts) if text.strip()]
     for overseer in overseers:
@@ -240,12 +246,8 @@ def matched_clean(cfg: TrainConfig, sender: Sender, task, run_name: str) -> list
     """The frozen reference's responses to the evaluation prompts with no secret (label 0):
     the clean side a detector is scored against, matched prompt for prompt."""
     rng = random.Random(step_seed(cfg.seed, 0, "eval-episodes"))  # the evaluation's episodes
-    episodes = [dataclasses.replace(e, system=task.clean_system())
-                for e in task.episodes(cfg.eval.prompts, rng, "eval")]
-    with sender.reference():
-        clean = sender.generate(episodes, 1, max_new_tokens=cfg.sender.max_new_tokens,
-                                temperature=cfg.sender.temperature,
-                                seed=step_seed(cfg.seed, 0, "clean-sample"))
+    episodes = task.episodes(cfg.eval.prompts, rng, "eval")
+    clean = reference_answers(sender, task, episodes, cfg, step_seed(cfg.seed, 0, "clean-sample"))
     return [Transcript(id=f"{run_name}-clean-{i:04d}", prompt=ep.prompt, text=clean.texts[i],
                        label=0, source="reference",
                        meta={"n_tokens": len(clean.response_ids[i]), **ep.meta})
@@ -259,13 +261,9 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
     from tqdm.auto import tqdm
 
     out = Path(out)
-    config = cfg.to_dict()
-    if (out / "config.json").is_file():
-        if json.loads((out / "config.json").read_text()) != config:
-            raise RunFolderError(f"{out} holds a run with another config; choose another --out "
-                                 "or delete the folder")
-    else:
-        write_json(out / "config.json", config)
+    if not claim_folder(out, cfg.to_dict()):
+        raise RunFolderError(f"{out} holds a run with another config; choose another --out "
+                             "or delete the folder")
     run_name = out.name or "run"
 
     sender, task, receiver, overseers, paraphraser = build_parts(cfg, lm, judge_lm)
