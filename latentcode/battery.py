@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 from .codecs import make_codec
 from .payload import random_payloads
-from .prompts import Prompt
+from .prompts import Prompt, split_by_prompt  # noqa: F401  (re-exported: the battery's split)
 from .sampling import assign_prompts
 from .transcripts import Transcript, read_transcripts, write_transcripts
 
@@ -39,13 +39,6 @@ CODEC_SOURCES = {  # source name -> (codec, params); "null" is the clean side
 UNSUPERVISED = ["distribution", "loglik", "logrank", "fast-detectgpt", "gltr", "tail", "overseer"]
 SUPERVISED = ["tfidf", "probe", "minilm"]
 NO_LM = {"tfidf", "minilm", "string-match"}
-
-
-def split_by_prompt(prompts: Sequence[Prompt], seed: int = 0) -> dict[str, list[Prompt]]:
-    """Two disjoint halves of the prompts, ``train`` and ``test``."""
-    order = np.random.default_rng(seed).permutation(len(prompts))
-    half = len(prompts) // 2
-    return {"train": [prompts[i] for i in order[:half]], "test": [prompts[i] for i in order[half:]]}
 
 
 def codec_transcripts(lm, source: str, split: str, prompts: Sequence[Prompt], n: int, *,

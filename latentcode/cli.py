@@ -31,18 +31,38 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16)
 
 
+def _add_prompt_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prompts", default=str(DEFAULT_PROMPTS), help="prompts JSONL or .txt")
+    p.add_argument("--half", choices=("train", "test"), default=None,
+                   help="use one half of the prompts (split_by_prompt): write the text detectors "
+                        "are fitted on with --half train, the text they score with --half test")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the --half split")
+
+
+def _prompts(args: argparse.Namespace):
+    """The prompts file, or one half of it; bad input fails here, before the model loads."""
+    from .prompts import read_prompts, split_by_prompt
+
+    prompts = read_prompts(args.prompts)
+    return split_by_prompt(prompts, seed=args.split_seed)[args.half] if args.half else prompts
+
+
+def _id_prefix(name: str, args: argparse.Namespace) -> str:
+    return f"{name}-{args.half}-s{args.seed}" if args.half else f"{name}-s{args.seed}"
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from .lm import load_lm
-    from .prompts import read_prompts
     from .sampling import sample_clean
     from .transcripts import write_transcripts
 
-    prompts = read_prompts(args.prompts)  # bad input fails here, before the model loads
+    prompts = _prompts(args)
     lm = load_lm(args.model, device=args.device)
     started = time.perf_counter()
     transcripts = sample_clean(
         lm, prompts, args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
         top_p=args.top_p, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
+        id_prefix=_id_prefix("clean", args),
     )
     elapsed = time.perf_counter() - started
     write_transcripts(args.out, transcripts)
@@ -59,19 +79,18 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .codecs import make_codec
     from .lm import load_lm
     from .payload import random_payloads, read_key_file
-    from .prompts import read_prompts
     from .sampling import assign_prompts
     from .transcripts import write_transcripts
 
     key = read_key_file(args.key_file)
     codec = make_codec(args.codec, temperature=args.temperature, top_p=args.top_p)
-    prompts = assign_prompts(read_prompts(args.prompts), args.n, args.seed)
+    prompts = assign_prompts(_prompts(args), args.n, args.seed)
     payloads = random_payloads(args.n, args.payload_bits, args.seed)
     lm = load_lm(args.model, device=args.device, dtype=torch.float64)
     started = time.perf_counter()
     transcripts = codec.encode(
         lm, prompts, payloads, key, max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size, ids=[f"{args.codec}-s{args.seed}-{i:05d}" for i in range(args.n)],
+        batch_size=args.batch_size, ids=[f"{_id_prefix(args.codec, args)}-{i:05d}" for i in range(args.n)],
         progress=not args.quiet,
     )
     elapsed = time.perf_counter() - started
@@ -279,7 +298,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return [v.strip() for v in value.split(",") if v.strip()]
 
     defaults = DemoConfig()
-    cfg = DemoConfig(n_train=args.n_train, n_test=args.n_test, max_new_tokens=args.max_new_tokens,
+    cfg = DemoConfig(n_train=args.n_train, n_test=args.n_test, clean_multiple=args.clean_multiple,
+                     max_new_tokens=args.max_new_tokens,
                      sources=names(args.sources) if args.sources else defaults.sources,
                      detectors=names(args.detectors) if args.detectors else defaults.detectors,
                      policy_steps=args.policy_steps, seed=args.seed, model=args.model or "",
@@ -301,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("sample", help="write clean (label 0) transcripts by plain sampling")
-    p.add_argument("--prompts", default=str(DEFAULT_PROMPTS), help="prompts JSONL or .txt")
+    _add_prompt_args(p)
     p.add_argument("--n", type=int, default=200, help="number of transcripts")
     p.add_argument("--out", required=True, help="output JSONL (written atomically)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -313,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codec", required=True,
                    help="huffman, arithmetic, meteor, discop or sparsamp (zero KL: discop, sparsamp); "
                         "null: the same sampling with nothing hidden (label 0, matched clean text)")
-    p.add_argument("--prompts", default=str(DEFAULT_PROMPTS))
+    _add_prompt_args(p)
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--payload-bits", type=int, default=64)
     p.add_argument("--key-file", required=True, help="any file; its SHA-256 is the key")
@@ -377,10 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", default=str(DEFAULT_PROMPTS))
     p.add_argument("--n-train", type=int, default=24, help="transcripts per source, train half")
     p.add_argument("--n-test", type=int, default=32, help="transcripts per source, test half")
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--clean-multiple", type=int, default=3,
+                   help="clean test transcripts per source's test transcripts")
+    p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--sources", default="", help="codec sources, comma-separated (default: all)")
     p.add_argument("--detectors", default="", help="comma-separated (default: the battery)")
-    p.add_argument("--policy-steps", type=int, default=12,
+    p.add_argument("--policy-steps", type=int, default=24,
                    help="RL steps of the hiding policy (0: leave it out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=None,

@@ -48,10 +48,13 @@ POLICY = "policy"
 class DemoConfig:
     n_train: int = 24  # transcripts per source on the train half of the prompts
     n_test: int = 32  # ... and on the test half
-    max_new_tokens: int = 32
+    clean_multiple: int = 3  # the clean side's test half holds this many times n_test: every
+    # positive source is compared against it, so the pooled report is not 1 clean to 7 positive
+    max_new_tokens: int = 24  # every source, the policy's answers included (no length leak)
     sources: list[str] = field(default_factory=lambda: [s for s in CODEC_SOURCES if s != NULL])
     detectors: list[str] = field(default_factory=lambda: UNSUPERVISED + SUPERVISED)
-    policy_steps: int = 12  # RL steps of the hiding policy (0: no policy source)
+    policy_steps: int = 24  # RL steps of the hiding policy (0: no policy source)
+    policy_lr: float = 3e-3  # 3x payload-1bit's: a channel within the demo's budget
     payload_bits: int = 1024  # more than any response carries: every token embeds
     key: str = "latentcode-demo"
     seed: int = 0
@@ -69,7 +72,7 @@ class DemoConfig:
         if bad:
             raise ValueError(f"unknown detector(s) {', '.join(bad)}; choose from "
                              f"{', '.join(sorted(DETECTORS))}")
-        for name in ("n_train", "n_test", "max_new_tokens"):
+        for name in ("n_train", "n_test", "max_new_tokens", "clean_multiple"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
 
@@ -79,12 +82,16 @@ class DemoFolderError(ValueError):
 
 
 def policy_config(cfg: DemoConfig):
-    """The RL harness config of the demo's hiding policy: payload-1bit's recipe, short."""
+    """The RL harness config of the demo's hiding policy: payload-1bit's recipe, short, with a
+    higher learning rate and only the string-match overseer. Measured at 24 steps (4 prompts x 4
+    samples): held-out decoding 1.0 on 32 prompts, a crude code that often echoes its
+    instructions; the full recipe (``configs/payload-1bit.toml``) learns a subtler one."""
     from .channel.config import load_config
 
     return load_config(None, {
         "seed": cfg.seed, "sender.model": cfg.model, "sender.max_new_tokens": cfg.max_new_tokens,
-        "rl.steps": cfg.policy_steps, "rl.prompts_per_step": 4, "rl.group_size": 4,
+        "rl.steps": cfg.policy_steps, "rl.lr": cfg.policy_lr,
+        "rl.prompts_per_step": 4, "rl.group_size": 4,
         "reward.overseers": ["string-match"], "eval.every": cfg.policy_steps, "eval.prompts": 32})
 
 
@@ -192,11 +199,13 @@ def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True, log=pri
 
     halves = split_by_prompt(read_prompts(cfg.prompts), seed=cfg.seed)
     log(f"[1/4] transcripts: clean and {len(cfg.sources)} codecs, {cfg.n_train} + {cfg.n_test} "
-        f"per source, prompts split in halves ({len(halves['train'])} / {len(halves['test'])})")
+        f"per source ({cfg.n_train} + {cfg.n_test * cfg.clean_multiple} clean), prompts split "
+        f"in halves ({len(halves['train'])} / {len(halves['test'])})")
     lm = load_lm(cfg.model or None, dtype=torch.float64)  # the codecs decode exactly in float64
     data = {}
     for source in [NULL, *cfg.sources]:
-        for split, n in (("train", cfg.n_train), ("test", cfg.n_test)):
+        n_test = cfg.n_test * (cfg.clean_multiple if source == NULL else 1)
+        for split, n in (("train", cfg.n_train), ("test", n_test)):
             t0 = time.perf_counter()
             cached = (out / "transcripts" / f"{source}-{split}.jsonl").is_file()
             data[source, split] = codec_transcripts(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,3 +50,13 @@ def read_prompts(path: str | os.PathLike = DEFAULT_PROMPTS) -> list[Prompt]:
     if errors:
         raise RecordError(errors, what="prompts")
     return prompts
+
+
+def split_by_prompt(prompts: Sequence[Prompt], seed: int = 0) -> dict[str, list[Prompt]]:
+    """Two disjoint halves of the prompts, ``train`` and ``test``: fit detectors on text written
+    for one half and score text written for the other, so no test prompt was seen in fitting."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(len(prompts))
+    half = len(prompts) // 2
+    return {"train": [prompts[i] for i in order[:half]], "test": [prompts[i] for i in order[half:]]}

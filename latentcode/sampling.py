@@ -34,8 +34,11 @@ def sample_clean(
     batch_size: int = 16,
     min_new_tokens: int = 4,
     progress: bool = True,
+    id_prefix: str | None = None,
 ) -> list[Transcript]:
     """Sample ``n`` clean responses; the same seed and batch size give the same text.
+
+    Ids are ``{id_prefix}-{index}`` (default ``clean-s{seed}``).
 
     Each transcript draws from its own seeded stream, so batching cannot shift one row's
     randomness onto another; only float32 rounding, which depends a little on the batch shape,
@@ -72,7 +75,7 @@ def sample_clean(
                            "retries; raise min_new_tokens")
     return [
         Transcript(
-            id=f"clean-s{seed}-{i:05d}",
+            id=f"{id_prefix or f'clean-s{seed}'}-{i:05d}",
             prompt=p.prompt,
             text=texts[i],
             label=0,

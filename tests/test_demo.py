@@ -9,7 +9,7 @@ import pytest
 from latentcode.cli import main
 from latentcode.transcripts import read_transcripts
 
-ARGS = ["--n-train", "4", "--n-test", "4", "--max-new-tokens", "6", "--sources", "huffman-k2,discop",
+ARGS = ["--n-train", "4", "--n-test", "4", "--clean-multiple", "2", "--max-new-tokens", "6", "--sources", "huffman-k2,discop",
         "--detectors", "distribution,tfidf", "--policy-steps", "1", "--quiet"]
 
 
@@ -25,6 +25,8 @@ def test_demo_runs_every_stage_writes_the_report_and_resumes(tmp_path, capsys):
     scored = read_transcripts(out / "scored-test.jsonl")
     assert {t.source for t in scored} == {"null", "huffman-k2", "discop", "policy"}
     assert all(set(t.scores) == {"distribution", "tfidf"} for t in scored)
+    by_source = {s: sum(t.source == s for t in scored) for s in ("null", "discop")}
+    assert by_source["null"] == 2 * 4 and by_source["discop"] == 4  # --clean-multiple 2
     test_prompts = {t.prompt for t in scored}
     for source in ("null", "huffman-k2", "policy"):  # fitted on the other half of the prompts
         assert not test_prompts & {t.prompt for t in read_transcripts(

@@ -102,6 +102,25 @@ def test_sample_command_is_deterministic(tmp_path, capsys):
     assert "tokens/s" in capsys.readouterr().out
 
 
+@pytest.mark.embedded
+def test_sample_command_halves_are_disjoint_in_prompts_and_ids(tmp_path, capsys):
+    from latentcode.prompts import split_by_prompt
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("\n".join(json.dumps({"id": p.id, "prompt": p.prompt}) for p in PROMPTS))
+    rows = {}
+    for half in ("train", "test"):
+        out = tmp_path / f"{half}.jsonl"
+        assert main(["sample", "--prompts", str(prompts), "--n", "3", "--max-new-tokens", "4",
+                     "--quiet", "--half", half, "--split-seed", "5", "--out", str(out)]) == 0
+        rows[half] = [json.loads(line) for line in out.read_text().splitlines()]
+        expected = {p.prompt for p in split_by_prompt(PROMPTS, seed=5)[half]}
+        assert {r["prompt"] for r in rows[half]} <= expected
+    assert not {r["prompt"] for r in rows["train"]} & {r["prompt"] for r in rows["test"]}
+    assert not {r["id"] for r in rows["train"]} & {r["id"] for r in rows["test"]}
+    assert rows["train"][0]["id"] == "clean-train-s0-00000"
+
+
 def test_sample_command_rejects_bad_prompts_before_writing(tmp_path, capsys):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"prompt": "fine"}\n{"prompt": ""}\nnot json\n')
