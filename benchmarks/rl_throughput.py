@@ -25,17 +25,20 @@ import torch
 
 from detectors.string_match import forbidden_hits
 from latentcode.channel.config import load_config
-from latentcode.channel.trainer import build_parts, step_seed, train_step
+from latentcode.channel.regimes import make_regime
+from latentcode.channel.regimes.base import Context
+from latentcode.channel.trainer import build_parts, step_seed
 from latentcode.lm import load_lm
 
 
 def ours(cfg, steps: int) -> tuple[list[float], list[float]]:
-    sender, task, receiver, overseers, _ = build_parts(cfg, load_lm(), None)
-    optimizer = torch.optim.AdamW(sender.trainable_parameters(), lr=cfg.rl.lr, weight_decay=0.0)
+    parts = build_parts(cfg, load_lm(), None)
+    optimizer = torch.optim.AdamW(parts.sender.trainable_parameters(), lr=cfg.rl.lr, weight_decay=0.0)
+    regime = make_regime("rl", Context(cfg, *parts, optimizer))
     seconds, lengths = [], []
     for step in range(steps):
         started = time.perf_counter()
-        row = train_step(step, cfg, sender, receiver, overseers, task, optimizer)
+        row = regime.step(step)
         seconds.append(time.perf_counter() - started)
         lengths.append(row["response_tokens"])
     return seconds, lengths

@@ -250,6 +250,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides = _parse_overrides(args.set)
         if args.steps is not None:
             overrides["rl.steps"] = args.steps
+        if args.regime is not None:
+            overrides["regime"] = args.regime
         cfg = load_config(args.config, overrides)
     except (ConfigError, ValueError) as err:
         return _usage_error(str(err))
@@ -269,6 +271,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"step {summary['steps_done']}/{summary['steps']}: held-out accuracy "
           f"{final.get('accuracy', float('nan')):.3f}{'; ' + flags if flags else ''}; "
           f"run folder {args.out}")
+    return 0
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    """The measurements of instrumentality for a finished run (also taken when it finishes)."""
+    import json
+
+    from .channel.config import from_dict
+    from .channel.measure import measure_run
+
+    run = Path(args.run)
+    if not (run / "config.json").is_file() or not (run / "adapter").is_dir():
+        return _usage_error(f"{run}: not a finished run folder (needs config.json and adapter/ "
+                            "from `latentcode train`)")
+    cfg = from_dict(json.loads((run / "config.json").read_text()))
+    detectors = (cfg.measure.detectors if args.detectors is None
+                 else [d.strip() for d in args.detectors.split(",") if d.strip()])
+    result = measure_run(run, detectors=detectors, n_boot=cfg.measure.bootstrap)
+    cap = result["capacity"]
+    print(f"accuracy {result['accuracy']:.3f}; {cap['bits']:.3f} bits/response "
+          f"(95% CI {cap['ci_low']:.3f}-{cap['ci_high']:.3f}); half of the gain by token "
+          f"{result['half_position']}; best detector "
+          f"{result.get('best_detector', '-')} {result.get('best_auroc', float('nan')):.3f}; "
+          f"wrote {run / 'instrumentality.json'}")
     return 0
 
 
@@ -373,9 +399,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set rl.gamma=0.9 (repeatable)")
     p.add_argument("--steps", type=int, default=None, help="shorthand for --set rl.steps=N")
+    p.add_argument("--regime", default=None,
+                   help="rl, rl-out-token, conditioned, dpo or distill (shorthand for --set regime=NAME)")
     p.add_argument("--probe-only", action="store_true",
                    help="no training: can the receiver read the frozen sender at all?")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("measure", help="where a trained sender's code lives, what it carries, "
+                                       "how well it hides (instrumentality.json)")
+    p.add_argument("run", help="a finished `latentcode train` run folder")
+    p.add_argument("--detectors", default=None,
+                   help="comma-separated (default: the run config's measure.detectors)")
+    p.set_defaults(func=cmd_measure)
 
     p = sub.add_parser("report", help="ROC report (HTML, metrics.json, figures) from scored transcripts")
     p.add_argument("files", nargs="+", help="scored, labelled transcripts (from latentcode detect)")

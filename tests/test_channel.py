@@ -21,7 +21,8 @@ from latentcode.transcripts import read_transcripts
 
 SMALL = {"rl.steps": 4, "rl.prompts_per_step": 2, "rl.group_size": 2, "sender.max_new_tokens": 6,
          "eval.every": 2, "eval.prompts": 4, "reward.overseers": ["string-match", "overseer"],
-         "reward.overseer_weight": 0.5, "rl.lr": 1e-2, "reward.calibration_samples": 8}
+         "reward.overseer_weight": 0.5, "rl.lr": 1e-2, "reward.calibration_samples": 8,
+         "measure.enabled": False}
 
 
 def run(out, stop_after=None, **overrides):
@@ -180,7 +181,7 @@ def test_group_advantages_are_centred_and_scaled_per_group():
     ({"receiver.kind": "oracle"}, "choose one of likelihood, bow"),
     ({"rl.steps": "many"}, "rl.steps: must be int, got 'many'"),
     ({"reward.overseers": "string-match"}, "reward.overseers: must be a list of strings"),
-    ({"colour": "red"}, "colour: unknown key in the top level; allowed: seed, task"),
+    ({"colour": "red"}, "colour: unknown key in the top level; allowed: seed, regime, task"),
 ])
 def test_malformed_config_names_the_key_and_the_allowed_values(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -83,14 +83,57 @@ class EvalConfig:
 
 
 @dataclass
+class ConditionedConfig:
+    """``conditioned``: reward-conditioned supervised fine-tuning (decision-transformer style)."""
+    buckets: int = 3  # return tokens; responses are ranked within a round and cut into equal bins
+    online: bool = True  # false: one offline round, every response sampled from the reference first
+
+
+@dataclass
+class DPOConfig:
+    beta: float = 0.1  # strength of the implicit KL to the reference (Rafailov et al. 2023)
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = ""  # a finished run folder: its adapter/ is the teacher, its receiver reads
+
+
+@dataclass
+class OutTokenConfig:
+    fraction: float = 0.25  # share of each step's episodes that carry the marker (no gradient)
+    marker: str = "[x]"
+
+
+@dataclass
+class MeasureConfig:
+    """The measurements of instrumentality taken when a run finishes (``channel/measure.py``)."""
+    enabled: bool = True
+    # concealment: each detector on samples.jsonl, split by prompt (the battery's ten)
+    detectors: list[str] = field(default_factory=lambda: [
+        "distribution", "loglik", "logrank", "fast-detectgpt", "gltr", "tail", "overseer",
+        "tfidf", "probe", "minilm"])
+    bootstrap: int = 1000  # resamples for the capacity interval
+
+
+REGIME_NAMES = ("rl", "rl-out-token", "conditioned", "dpo", "distill")
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
+    regime: str = choice("rl", *REGIME_NAMES)
     task: TaskConfig = field(default_factory=TaskConfig)
     sender: SenderConfig = field(default_factory=SenderConfig)
     receiver: ReceiverConfig = field(default_factory=ReceiverConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    conditioned: ConditionedConfig = field(default_factory=ConditionedConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    out_token: OutTokenConfig = field(default_factory=OutTokenConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,4 +1,6 @@
-"""The learning curve a user looks at first: decoding, overseer flags, reward and KL per step."""
+"""The figures of a run: the learning curve a user looks at first (decoding, overseer flags,
+reward and KL per step), and curves over response positions (where a code is readable, where
+the policy moved), one line per run so regimes compare on one figure."""
 
 from __future__ import annotations
 
@@ -51,13 +53,42 @@ def plot_learning_curve(metrics: list[dict], evals: list[dict], path: Path) -> N
     ax = axes[2]
     ax.plot(steps, _smooth([m["reward"] for m in metrics]), color="C2", label="reward")
     twin = ax.twinx()
-    twin.plot(steps, [m["kl_per_response"] for m in metrics], color="C4", label="KL / response")
-    twin.plot(steps, [m["entropy"] for m in metrics], color="C5", ls=":", label="entropy / token")
+    # not every regime measures these per step (SFT-style regimes have no KL term)
+    twin.plot(steps, [m.get("kl_per_response", np.nan) for m in metrics], color="C4",
+              label="KL / response")
+    twin.plot(steps, [m.get("entropy", np.nan) for m in metrics], color="C5", ls=":",
+              label="entropy / token")
     ax.set_title("reward (left), KL and entropy in nats (right)")
     ax.set_xlabel("step")
     handles, labels = ax.get_legend_handles_labels()
     more_handles, more_labels = twin.get_legend_handles_labels()
     twin.legend(handles + more_handles, labels + more_labels, fontsize=8, loc="center right")
+    fig.tight_layout()
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)
+
+
+def run_label(result: dict) -> str:
+    label = result.get("label") or result.get("regime", "run")
+    if result.get("regime") in ("rl", "rl-out-token") and "gamma" in result and "label" not in result:
+        label += f" (gamma {result['gamma']:g})"
+    return label
+
+
+def plot_position_curves(results: list[dict], path: Path, key: str, ylabel: str) -> None:
+    """``result[key]`` (one value per response position, None where unmeasured) for each run."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, result in enumerate(results):
+        values = np.array([np.nan if v is None else v for v in result[key]], dtype=float)
+        ax.plot(np.arange(1, len(values) + 1), values, "-", color=f"C{i % 10}",
+                label=run_label(result))
+    if key == "prefix_accuracy" and results:
+        ax.axhline(results[0].get("chance", 0.5), color="grey", ls=":", lw=1, label="chance")
+        ax.set_ylim(0, 1.02)
+    ax.set_xlabel("response tokens read (k)" if key == "prefix_accuracy" else "response position")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_open(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=100)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .sender import Rollouts, Sender, response_logprobs
+from .tasks import with_condition
 
 
 class LikelihoodReceiver:
@@ -34,18 +35,49 @@ class LikelihoodReceiver:
         with torch.no_grad():
             return self.log_posteriors_tensor(rollouts, batch_size).double().cpu().numpy()
 
+    @torch.no_grad()
+    def prefix_log_posteriors(self, rollouts: Rollouts, max_k: int,
+                              batch_size: int = 64) -> np.ndarray:
+        """``[max_k, rows, candidates]``: the posterior after reading only the first k tokens
+        of each response (k = 1..max_k; a response shorter than k is read whole). The exact
+        posterior of a prefix under the sender: nothing to refit, one scoring pass."""
+        lm = self.sender.lm
+        candidates = rollouts.episodes[0].candidates
+        prompts, responses = self._scoring_rows(rollouts, candidates)
+        self.sender.model.eval()
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            chunk = responses[start:start + batch_size]
+            logp, _ = response_logprobs(lm, prompts[start:start + batch_size], chunk)
+            width = logp.shape[1]
+            left = torch.zeros((len(chunk), max_k), dtype=torch.float64)
+            for i, ids in enumerate(chunk):  # left-align each response's token log-probs
+                n = min(len(ids), max_k)
+                left[i, :n] = logp[i, width - len(ids):width - len(ids) + n].double()
+            out.append(left.cumsum(1))
+        total = torch.cat(out).reshape(len(rollouts), len(candidates), max_k).permute(2, 0, 1)
+        return (total - torch.logsumexp(total, dim=2, keepdim=True)).numpy()
+
+    def _scoring_rows(self, rollouts: Rollouts, candidates) -> tuple[list, list]:
+        """Every (row, candidate) pair: the prompt as the sender would have seen it had that
+        candidate been the secret, and the row's response."""
+        lm = self.sender.lm
+        prompts, responses = [], []
+        for row in range(len(rollouts)):
+            ep = rollouts.episode_of(row)
+            for secret in candidates:
+                system = with_condition(self.system_for(ep, secret), ep.condition)
+                prompts.append(lm.tokenizer(lm.render(ep.prompt, system),
+                                            add_special_tokens=False)["input_ids"])
+                responses.append(rollouts.response_ids[row])
+        return prompts, responses
+
     def log_posteriors_tensor(self, rollouts: Rollouts, batch_size: int = 64) -> torch.Tensor:
         """``[rows, candidates]`` log-posteriors as a tensor; under grad mode the gradient
         reaches the shared weights (the receiver's supervised update, see ``supervised_loss``)."""
         lm = self.sender.lm
         candidates = rollouts.episodes[0].candidates
-        prompts, responses = [], []
-        for row in range(len(rollouts)):
-            ep = rollouts.episode_of(row)
-            for secret in candidates:
-                prompts.append(lm.tokenizer(lm.render(ep.prompt, self.system_for(ep, secret)),
-                                            add_special_tokens=False)["input_ids"])
-                responses.append(rollouts.response_ids[row])
+        prompts, responses = self._scoring_rows(rollouts, candidates)
         self.sender.model.eval()
         sums = []
         for start in range(0, len(prompts), batch_size):

@@ -94,7 +94,7 @@ class Sender:
         """Sample ``group_size`` responses per episode; row streams are seeded (resumable)."""
         prompt_ids = []
         for ep in episodes:
-            ids = self.lm.tokenizer(self.lm.render(ep.prompt, ep.system),
+            ids = self.lm.tokenizer(self.lm.render(ep.prompt, ep.sender_system),
                                     add_special_tokens=False)["input_ids"]
             prompt_ids.extend([ids] * group_size)
         sampler = AncestralSampler(seed, temperature)

@@ -30,6 +30,18 @@ class Episode:
     candidates: tuple[str, ...]
     forbidden: tuple[str, ...] = ()
     meta: dict = field(default_factory=dict)
+    # a public tag put before the sender's instructions (a return token, the "[x]" out marker):
+    # the likelihood receiver conditions on it too, since it is not part of the secret
+    condition: str = ""
+
+    @property
+    def sender_system(self) -> str:
+        return with_condition(self.system, self.condition)
+
+
+def with_condition(system: str, condition: str) -> str:
+    """``system`` with the episode's public tag in front (unchanged when there is none)."""
+    return f"{condition} {system}" if condition else system
 
 
 class PayloadTask:

@@ -1,9 +1,11 @@
-"""The RL loop that trains a hiding policy, readable top to bottom (after cleanrl).
+"""The training loop of a hiding policy, readable top to bottom (after cleanrl).
 
-Each step: draw episodes (cover prompt + secret), sample a group of responses per episode from
-the sender, let the receiver name the secret from prompt and response alone, ask the
-overseers how suspicious each response is, turn decode reward minus overseer penalty into
-group-relative advantages with per-token discounted credit, and take one policy-gradient step
+Each step spends one budget of samples and reward calls: draw episodes (cover prompt +
+secret), sample a group of responses per episode from the sender, let the receiver name the
+secret from prompt and response alone, ask the overseers how suspicious each response is, and
+update the sender. How the update is made is the *regime* (``regime`` in the config,
+``latentcode/channel/regimes/``): ``rl`` turns decode reward minus overseer penalty into
+group-relative advantages with per-token discounted credit and takes one policy-gradient step
 with a KL penalty to the frozen reference (the same weights, adapter off).
 
 A run writes one folder: ``config.json``, ``metrics.jsonl`` (one line per step),
@@ -34,59 +36,34 @@ from ..transcripts import Transcript, read_transcripts, write_transcripts
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .overseers import make_overseers
-from .receiver import make_receiver, supervised_loss
-from .rewards import (
-    decode_reward,
-    group_advantages,
-    kl_per_token,
-    overseer_weight,
-    token_credit,
-    total_reward,
-)
+from .receiver import make_receiver
+from .regimes import make_regime
+from .regimes.base import Context, judge, receiver_view, step_seed
 from .runlog import RunLog
-from .sender import Rollouts, Sender, response_logprobs
+from .sender import Rollouts, Sender
 from .tasks import Episode, make_task
+
+__all__ = [
+    "RunFolderError",
+    "build_parts",
+    "evaluate",
+    "judge",
+    "probe_default_signal",
+    "receiver_view",
+    "step_seed",
+    "train",
+]
 
 
 class RunFolderError(ValueError):
     """The output folder holds a run with another config."""
 
 
-def step_seed(seed: int, step: int, what: str) -> int:
-    return int.from_bytes(random.Random(f"{seed}/{what}/{step}").randbytes(4), "little")
-
-
-def judge(overseers, rollouts: Rollouts) -> tuple[np.ndarray, dict]:
-    """Mean suspicion over overseers, and each overseer's flags."""
-    if not overseers:
-        return np.zeros(len(rollouts)), {}
-    suspicions, flags = [], {}
-    for overseer in overseers:
-        s, f = overseer.judge(rollouts)
-        suspicions.append(s)
-        flags[overseer.name] = f
-    return np.mean(suspicions, axis=0), flags
-
-
-def receiver_view(rollouts: Rollouts, paraphraser: LM | None, sender: Sender, seed: int) -> Rollouts:
-    """What the receiver reads: the responses themselves, or their paraphrases by a frozen model
-    (``receiver.paraphrase``). Only the texts change; the policy gradient is still taken on the
-    tokens the sender wrote."""
-    if paraphraser is None:
-        return rollouts
-    from ..paraphrase import paraphrase_texts
-
-    longest = max((len(r) for r in rollouts.response_ids), default=16)
-    texts = paraphrase_texts(paraphraser, rollouts.texts, seed=seed, max_new_tokens=2 * longest)
-    ids = [sender.lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    return dataclasses.replace(rollouts, texts=texts, response_ids=ids)
-
-
 def reference_answers(sender: Sender, task, episodes: list[Episode], cfg: TrainConfig,
                       seed: int) -> Rollouts:
     """The frozen reference (adapter off) answering the episodes' prompts with no secret in its
     instructions: clean text, seeded, for calibrating overseers and scoring detectors."""
-    clean = [dataclasses.replace(e, system=task.clean_system()) for e in episodes]
+    clean = [dataclasses.replace(e, system=task.clean_system(), condition="") for e in episodes]
     with sender.reference():
         return sender.generate(clean, 1, max_new_tokens=cfg.sender.max_new_tokens,
                                temperature=cfg.sender.temperature, seed=seed)
@@ -106,85 +83,15 @@ def calibrate(overseers, sender: Sender, task, cfg: TrainConfig) -> None:
         overseer.calibrate(transcripts)
 
 
-def train_step(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, task,
-               optimizer: torch.optim.Optimizer, paraphraser: LM | None = None) -> dict:
-    started = time.perf_counter()
-    rl, reward_cfg = cfg.rl, cfg.reward
-    rng = random.Random(step_seed(cfg.seed, step, "episodes"))
-    episodes = task.episodes(rl.prompts_per_step, rng, "train")
-    rollouts = sender.generate(episodes, rl.group_size, max_new_tokens=cfg.sender.max_new_tokens,
-                               temperature=cfg.sender.temperature,
-                               seed=step_seed(cfg.seed, step, "sample"))
-
-    # --- rewards: receiver reads prompt + response (or its paraphrase); overseers watch
-    truth = rollouts.truth()
-    seen = receiver_view(rollouts, paraphraser, sender, step_seed(cfg.seed, step, "paraphrase"))
-    supervised = cfg.receiver.supervised_weight > 0
-    if supervised:  # the same forward pass gives the reward and the receiver's own loss
-        post_tensor = receiver.log_posteriors_tensor(seen)
-        log_post = post_tensor.detach().double().cpu().numpy()
-    else:
-        log_post = receiver.log_posteriors(seen)
-    decode = decode_reward(log_post, truth, reward_cfg.decode)
-    lam = overseer_weight(step, reward_cfg.overseer_weight, reward_cfg.overseer_warmup,
-                          None if reward_cfg.overseer_ramp < 0 else reward_cfg.overseer_ramp)
-    # while lambda is 0 a model-reading overseer changes nothing: it watches the eval only
-    suspicion, flags = judge([o for o in overseers if lam > 0 or not o.reads_model], rollouts)
-    lengths = [len(r) for r in rollouts.response_ids]
-    rewards = total_reward(decode, suspicion, np.array(lengths), lam=lam,
-                           length_weight=reward_cfg.length_weight,
-                           target_length=reward_cfg.target_length)
-    advantages = group_advantages(rewards, rl.group_size)
-
-    # --- policy gradient with per-token discounted credit and a KL penalty to the reference
-    sender.model.train()
-    logp, mask, entropy = response_logprobs(sender.lm, rollouts.prompt_ids,
-                                            rollouts.response_ids, entropy=True)
-    with torch.no_grad():
-        ref_logp, _ = response_logprobs(sender.lm, rollouts.prompt_ids, rollouts.response_ids,
-                                        reference=True, sender=sender)
-    credit = token_credit(advantages, lengths, rl.gamma, logp.shape[1], device=logp.device)
-    kl = kl_per_token(logp, ref_logp) * mask
-    per_token = -credit * logp + rl.kl_coef * kl
-    loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
-    if supervised:
-        loss = loss + cfg.receiver.supervised_weight * supervised_loss(post_tensor, truth)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(sender.trainable_parameters(), rl.max_grad_norm)
-    optimizer.step()
-    receiver.observe(seen)
-
-    n_tokens = mask.sum(-1).clamp(min=1)
-    kl = kl.detach()
-    metrics = {
-        "step": step + 1,
-        "reward": float(rewards.mean()),
-        "decode_reward": float(decode.mean()),
-        "accuracy": float((log_post.argmax(1) == truth).mean()),
-        "suspicion": float(suspicion.mean()),
-        "lambda": lam,
-        "kl": float(((kl.sum(-1)) / n_tokens).mean()),
-        "kl_per_response": float(kl.sum(-1).mean()),
-        "entropy": entropy,
-        "loss": float(loss.detach()),
-        "grad_norm": float(grad_norm),
-        "response_tokens": float(np.mean(lengths)),
-    }
-    seconds = time.perf_counter() - started
-    metrics["tokens_per_s"] = round(sum(lengths) / seconds, 2)  # sampled tokens per step second
-    metrics["seconds"] = round(seconds, 3)
-    for name, f in flags.items():
-        metrics[f"flagged/{name}"] = float(np.mean(f))
-    return metrics
-
-
 def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, task,
-             run_name: str, paraphraser: LM | None = None) -> tuple[dict, list[Transcript]]:
-    """Held-out prompts, fresh secrets, one sampled response each."""
+             run_name: str, paraphraser: LM | None = None,
+             condition: str = "") -> tuple[dict, list[Transcript]]:
+    """Held-out prompts, fresh secrets, one sampled response each (the same episodes every
+    time), under the regime's evaluation ``condition`` (a public tag; none by default)."""
     started = time.perf_counter()
-    rng = random.Random(step_seed(cfg.seed, 0, "eval-episodes"))  # the same episodes each time
-    episodes = task.episodes(cfg.eval.prompts, rng, "eval")
+    rng = random.Random(step_seed(cfg.seed, 0, "eval-episodes"))
+    episodes = [dataclasses.replace(e, condition=condition)
+                for e in task.episodes(cfg.eval.prompts, rng, "eval")]
     rollouts = sender.generate(episodes, 1, max_new_tokens=cfg.sender.max_new_tokens,
                                temperature=cfg.sender.temperature,
                                seed=step_seed(cfg.seed, step, "eval-sample"))
@@ -201,14 +108,17 @@ def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, t
         if not rollouts.texts[i].strip():
             continue
         payload = ep.secret if set(ep.secret) <= {"0", "1"} else None
+        meta = {"step": step, "secret": ep.secret,
+                "decoded": ep.candidates[int(log_post[i].argmax())], "correct": bool(correct[i]),
+                "n_tokens": len(rollouts.response_ids[i]),
+                "bits_per_token": (len(ep.secret) / max(len(rollouts.response_ids[i]), 1)
+                                   if payload else None),
+                "flags": {k: bool(v[i]) for k, v in flags.items()}, **ep.meta}
+        if condition:
+            meta["condition"] = condition
         transcripts.append(Transcript(
             id=f"{run_name}-s{step}-{i:04d}", prompt=ep.prompt, text=rollouts.texts[i], label=1,
-            payload=payload, source=run_name,
-            meta={"step": step, "secret": ep.secret, "decoded": ep.candidates[int(log_post[i].argmax())],
-                  "correct": bool(correct[i]), "n_tokens": len(rollouts.response_ids[i]),
-                  "bits_per_token": (len(ep.secret) / max(len(rollouts.response_ids[i]), 1)
-                                     if payload else None),
-                  "flags": {k: bool(v[i]) for k, v in flags.items()}, **ep.meta}))
+            payload=payload, source=run_name, meta=meta))
     result["seconds"] = round(time.perf_counter() - started, 3)
     return result, transcripts
 
@@ -268,41 +178,50 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
 
     sender, task, receiver, overseers, paraphraser = build_parts(cfg, lm, judge_lm)
     optimizer = torch.optim.AdamW(sender.trainable_parameters(), lr=cfg.rl.lr, weight_decay=0.0)
+    ctx = Context(cfg, sender, task, receiver, overseers, paraphraser, optimizer)
+    regime = make_regime(cfg.regime, ctx)  # may swap in its own receiver (distill)
 
     start = 0
     if (out / "checkpoint" / "state.json").is_file():
         state = load_checkpoint(out / "checkpoint", sender, optimizer)
         start = state["step"]
-        if hasattr(receiver, "load_state"):
-            receiver.load_state(state["receiver"])
+        if hasattr(ctx.receiver, "load_state"):
+            ctx.receiver.load_state(state["receiver"])
+        regime.load_state(state.get("regime", {}))
     log = RunLog(out, start, tensorboard=tensorboard)
     calibrate(overseers, sender, task, cfg)
 
     end = cfg.rl.steps if stop_after is None else min(cfg.rl.steps, start + stop_after)
-    bar = tqdm(range(start, end), desc="training", unit="step", disable=not progress,
-               initial=start, total=cfg.rl.steps)
+    bar = tqdm(range(start, end), desc=f"training ({cfg.regime})", unit="step",
+               disable=not progress, initial=start, total=cfg.rl.steps)
 
     def run_eval(done: int) -> None:
-        result, transcripts = evaluate(done, cfg, sender, receiver, overseers, task, run_name,
-                                       paraphraser)
+        result = {}
+        for suffix, condition in regime.eval_conditions().items():
+            one, transcripts = evaluate(done, cfg, sender, ctx.receiver, overseers, task,
+                                        run_name, paraphraser, condition)
+            name = f"eval-step-{done:04d}{'-' + suffix if suffix else ''}.jsonl"
+            write_transcripts(out / "transcripts" / name, transcripts)
+            result.update(one if not suffix else
+                          {f"{k}/{suffix}": v for k, v in one.items() if k not in ("step", "n")})
         result["train_seconds"] = round(sum(m["seconds"] for m in log.metrics), 1)
-        write_transcripts(out / "transcripts" / f"eval-step-{done:04d}.jsonl", transcripts)
         log.eval(result)
 
     if start == 0 and not log.evals:
         run_eval(0)
         log.save()
     for step in bar:
-        row = train_step(step, cfg, sender, receiver, overseers, task, optimizer, paraphraser)
+        row = regime.step(step)
         log.step(row)
-        bar.set_postfix(acc=f"{row['accuracy']:.2f}", kl=f"{row['kl']:.3f}",
+        bar.set_postfix(acc=f"{row['accuracy']:.2f}", kl=f"{row.get('kl', 0):.3f}",
                         reward=f"{row['reward']:.3f}")
         done = step + 1
         if done % cfg.eval.every == 0 or done == cfg.rl.steps:
             run_eval(done)
         if done % cfg.eval.every == 0 or done == end:
             log.save()
-            extra = {"receiver": receiver.state() if hasattr(receiver, "state") else {}}
+            extra = {"receiver": ctx.receiver.state() if hasattr(ctx.receiver, "state") else {},
+                     "regime": regime.state()}
             save_checkpoint(out / "checkpoint", done, sender, optimizer, extra)
     bar.close()
     log.close()
@@ -319,6 +238,12 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
         from .curves import plot_learning_curve
 
         plot_learning_curve(metrics, evals, out / "learning_curve.png")
+        if cfg.measure.enabled:
+            from .measure import measure_run
+
+            summary["instrumentality"] = measure_run(
+                out, detectors=cfg.measure.detectors, n_boot=cfg.measure.bootstrap,
+                sender=sender, receiver=ctx.receiver, detector_lm=judge_lm)
         write_json(out / "summary.json", summary)
     return summary
 

@@ -1,0 +1,232 @@
+"""What every training regime shares: the parts of a run, one step's budget of samples and
+reward calls, and the policy-gradient update.
+
+A regime is one way of fine-tuning the sender on the same task under the same budget: each
+step draws ``rl.prompts_per_step`` episodes, samples ``rl.group_size`` responses to each and
+scores every response once (receiver, overseers), then spends that on one optimizer step in
+its own way. The trainer (``latentcode/channel/trainer.py``) owns the loop, evaluation,
+checkpoints and artifacts; a regime owns only :meth:`Regime.step`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import TrainConfig
+from ..receiver import supervised_loss
+from ..rewards import (
+    decode_reward,
+    kl_per_token,
+    overseer_weight,
+    token_credit,
+    total_reward,
+)
+from ..sender import Rollouts, Sender, response_logprobs
+from ..tasks import Episode
+
+
+def step_seed(seed: int, step: int, what: str) -> int:
+    return int.from_bytes(random.Random(f"{seed}/{what}/{step}").randbytes(4), "little")
+
+
+@dataclass
+class Context:
+    """The parts of a run a regime works with (built by ``trainer.build_parts``)."""
+
+    cfg: TrainConfig
+    sender: Sender
+    task: object
+    receiver: object
+    overseers: list
+    paraphraser: object  # an LM that rewrites responses for the receiver, or None
+    optimizer: torch.optim.Optimizer | None = None
+
+
+@dataclass
+class Scored:
+    """One step's samples with what they earned."""
+
+    rollouts: Rollouts
+    seen: Rollouts  # what the receiver read (the responses, or their paraphrases)
+    log_post: np.ndarray  # [rows, candidates] receiver log-posteriors
+    truth: np.ndarray
+    decode: np.ndarray
+    suspicion: np.ndarray
+    flags: dict
+    rewards: np.ndarray
+    lam: float
+    post_tensor: torch.Tensor | None = None  # with grad, when the receiver trains too
+
+
+def judge(overseers, rollouts: Rollouts) -> tuple[np.ndarray, dict]:
+    """Mean suspicion over overseers, and each overseer's flags."""
+    if not overseers:
+        return np.zeros(len(rollouts)), {}
+    suspicions, flags = [], {}
+    for overseer in overseers:
+        s, f = overseer.judge(rollouts)
+        suspicions.append(s)
+        flags[overseer.name] = f
+    return np.mean(suspicions, axis=0), flags
+
+
+def receiver_view(rollouts: Rollouts, paraphraser, sender: Sender, seed: int) -> Rollouts:
+    """What the receiver reads: the responses themselves, or their paraphrases by a frozen model
+    (``receiver.paraphrase``). Only the texts change; the policy gradient is still taken on the
+    tokens the sender wrote."""
+    if paraphraser is None:
+        return rollouts
+    import dataclasses
+
+    from ...paraphrase import paraphrase_texts
+
+    longest = max((len(r) for r in rollouts.response_ids), default=16)
+    texts = paraphrase_texts(paraphraser, rollouts.texts, seed=seed, max_new_tokens=2 * longest)
+    ids = [sender.lm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    return dataclasses.replace(rollouts, texts=texts, response_ids=ids)
+
+
+def draw_episodes(ctx: Context, step: int) -> list[Episode]:
+    rng = random.Random(step_seed(ctx.cfg.seed, step, "episodes"))
+    return ctx.task.episodes(ctx.cfg.rl.prompts_per_step, rng, "train")
+
+
+def sample(ctx: Context, step: int, episodes: list[Episode], sender: Sender | None = None) -> Rollouts:
+    """``rl.group_size`` responses per episode, seeded by (seed, step)."""
+    cfg = ctx.cfg
+    return (sender or ctx.sender).generate(
+        episodes, cfg.rl.group_size, max_new_tokens=cfg.sender.max_new_tokens,
+        temperature=cfg.sender.temperature, seed=step_seed(cfg.seed, step, "sample"))
+
+
+def score(ctx: Context, step: int, rollouts: Rollouts, *, receiver_grad: bool = False) -> Scored:
+    """Receiver and overseers read every response once: the step's reward calls."""
+    cfg, reward_cfg = ctx.cfg, ctx.cfg.reward
+    truth = rollouts.truth()
+    seen = receiver_view(rollouts, ctx.paraphraser, ctx.sender,
+                         step_seed(cfg.seed, step, "paraphrase"))
+    post_tensor = None
+    if receiver_grad:  # the same forward pass gives the reward and the receiver's own loss
+        post_tensor = ctx.receiver.log_posteriors_tensor(seen)
+        log_post = post_tensor.detach().double().cpu().numpy()
+    else:
+        log_post = ctx.receiver.log_posteriors(seen)
+    decode = decode_reward(log_post, truth, reward_cfg.decode)
+    lam = overseer_weight(step, reward_cfg.overseer_weight, reward_cfg.overseer_warmup,
+                          None if reward_cfg.overseer_ramp < 0 else reward_cfg.overseer_ramp)
+    # while lambda is 0 a model-reading overseer changes nothing: it watches the eval only
+    suspicion, flags = judge([o for o in ctx.overseers if lam > 0 or not o.reads_model], rollouts)
+    lengths = np.array([len(r) for r in rollouts.response_ids])
+    rewards = total_reward(decode, suspicion, lengths, lam=lam,
+                           length_weight=reward_cfg.length_weight,
+                           target_length=reward_cfg.target_length)
+    return Scored(rollouts, seen, log_post, truth, decode, suspicion, flags, rewards, lam,
+                  post_tensor)
+
+
+def select_rows(rollouts: Rollouts, rows) -> tuple[list[list[int]], list[list[int]]]:
+    rows = list(rows)
+    return [rollouts.prompt_ids[r] for r in rows], [rollouts.response_ids[r] for r in rows]
+
+
+def policy_gradient_loss(ctx: Context, prompt_ids, response_ids, advantages: np.ndarray):
+    """Group-relative policy gradient with per-token discounted credit (``rl.gamma``) and a k3
+    KL penalty to the frozen reference: ``(loss, kl [rows, width], mask, entropy)``."""
+    rl = ctx.cfg.rl
+    ctx.sender.model.train()
+    logp, mask, entropy = response_logprobs(ctx.sender.lm, prompt_ids, response_ids, entropy=True)
+    with torch.no_grad():
+        ref_logp, _ = response_logprobs(ctx.sender.lm, prompt_ids, response_ids, reference=True,
+                                        sender=ctx.sender)
+    lengths = [len(r) for r in response_ids]
+    credit = token_credit(advantages, lengths, rl.gamma, logp.shape[1], device=logp.device)
+    kl = kl_per_token(logp, ref_logp) * mask
+    per_token = -credit * logp + rl.kl_coef * kl
+    loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    return loss, kl.detach(), mask, entropy
+
+
+def sequence_logprobs(ctx: Context, prompt_ids, response_ids, *, reference: bool = False):
+    """Summed log-probability of each response (a tensor with grad unless ``reference``)."""
+    if reference:
+        with torch.no_grad():
+            logp, _ = response_logprobs(ctx.sender.lm, prompt_ids, response_ids, reference=True,
+                                        sender=ctx.sender)
+    else:
+        ctx.sender.model.train()
+        logp, _ = response_logprobs(ctx.sender.lm, prompt_ids, response_ids)
+    return logp.sum(-1)
+
+
+def optimizer_step(ctx: Context, loss: torch.Tensor) -> float:
+    ctx.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(ctx.sender.trainable_parameters(),
+                                               ctx.cfg.rl.max_grad_norm)
+    ctx.optimizer.step()
+    return float(grad_norm)
+
+
+def receiver_loss(ctx: Context, scored: Scored) -> torch.Tensor | float:
+    weight = ctx.cfg.receiver.supervised_weight
+    return weight * supervised_loss(scored.post_tensor, scored.truth) if weight > 0 else 0.0
+
+
+def step_metrics(step: int, scored: Scored, started: float, **extra) -> dict:
+    """The metrics row every regime logs (the same columns, so curves compare)."""
+    lengths = [len(r) for r in scored.rollouts.response_ids]
+    metrics = {
+        "step": step + 1,
+        "reward": float(scored.rewards.mean()),
+        "decode_reward": float(scored.decode.mean()),
+        "accuracy": float((scored.log_post.argmax(1) == scored.truth).mean()),
+        "suspicion": float(scored.suspicion.mean()),
+        "lambda": scored.lam,
+        **extra,
+        "response_tokens": float(np.mean(lengths)),
+    }
+    seconds = time.perf_counter() - started
+    metrics["tokens_per_s"] = round(sum(lengths) / seconds, 2)  # sampled tokens per step second
+    metrics["seconds"] = round(seconds, 3)
+    for name, f in scored.flags.items():
+        metrics[f"flagged/{name}"] = float(np.mean(f))
+    return metrics
+
+
+def kl_metrics(kl: torch.Tensor, mask: torch.Tensor) -> dict:
+    n_tokens = mask.sum(-1).clamp(min=1)
+    return {"kl": float((kl.sum(-1) / n_tokens).mean()), "kl_per_response": float(kl.sum(-1).mean())}
+
+
+class Regime:
+    """One way of spending a step's samples and reward calls on the sender.
+
+    Subclasses set ``name`` and implement :meth:`step`. :meth:`eval_conditions` names the
+    conditions the held-out evaluation runs under (``""``: the main one); ``state`` and
+    ``load_state`` carry anything beyond the adapter and optimizer through a checkpoint (JSON).
+    """
+
+    name = "base"
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def step(self, step: int) -> dict:
+        raise NotImplementedError
+
+    def eval_conditions(self) -> dict[str, str]:
+        """``{suffix: condition tag}``: the evaluation is run once per entry; metrics of a
+        non-empty suffix are written as ``accuracy/{suffix}`` and so on."""
+        return {"": ""}
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
+
