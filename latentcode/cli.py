@@ -298,6 +298,20 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo(args: argparse.Namespace) -> int:
+    """Every listed regime on one task under one budget, over seeds (resumable)."""
+    from .channel.config import ConfigError
+    from .channel.zoo import load_zoo, run_zoo
+
+    try:
+        zoo = load_zoo(args.config)
+        run_zoo(zoo, args.out, progress=not args.quiet)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        return _usage_error(str(err))
+    print((Path(args.out) / "zoo.md").read_text())
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check transcript files and summarise them; every problem is listed, exit status 2."""
     from collections import Counter
@@ -411,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detectors", default=None,
                    help="comma-separated (default: the run config's measure.detectors)")
     p.set_defaults(func=cmd_measure)
+
+    p = sub.add_parser("zoo", help="compare training regimes on one task under one budget")
+    p.add_argument("--config", default="configs/zoo.toml", help="zoo config (TOML)")
+    p.add_argument("--out", default="runs/zoo", help="zoo folder (resumed run by run)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser("report", help="ROC report (HTML, metrics.json, figures) from scored transcripts")
     p.add_argument("files", nargs="+", help="scored, labelled transcripts (from latentcode detect)")
