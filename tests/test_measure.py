@@ -85,6 +85,7 @@ def test_a_finished_run_writes_every_measurement(tmp_path):
     result = json.loads((out / "instrumentality.json").read_text())
     assert result == summary["instrumentality"]
     assert len(result["prefix_accuracy"]) == len(result["position_kl"]) == 5
+    assert len(result["prefix_truth_prob"]) == 5 and all(0 < p < 1 for p in result["prefix_truth_prob"])
     assert 0 <= result["capacity"]["ci_low"] <= result["capacity"]["ci_high"] <= 1
     assert set(result["concealment"]) == {"distribution", "tfidf"}
     assert result["best_detector"] in ("distribution", "tfidf")

@@ -76,13 +76,19 @@ def run_label(result: dict) -> str:
     return label
 
 
-def plot_position_curves(results: list[dict], path: Path, key: str, ylabel: str) -> None:
-    """``result[key]`` (one value per response position, None where unmeasured) for each run."""
+def plot_position_curves(results: list[dict], path: Path, key: str, ylabel: str,
+                         dashed: str | None = None, dashed_label: str = "") -> None:
+    """``result[key]`` (one value per response position, None where unmeasured) for each run;
+    ``result[dashed]``, when given and present, drawn dashed in the same colour."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, result in enumerate(results):
         values = np.array([np.nan if v is None else v for v in result[key]], dtype=float)
         ax.plot(np.arange(1, len(values) + 1), values, "-", color=f"C{i % 10}",
                 label=run_label(result))
+        if dashed and result.get(dashed):
+            more = np.array([np.nan if v is None else v for v in result[dashed]], dtype=float)
+            ax.plot(np.arange(1, len(more) + 1), more, "--", color=f"C{i % 10}", lw=1,
+                    label=dashed_label if i == 0 else None)
     if key == "prefix_accuracy" and results:
         ax.axhline(results[0].get("chance", 0.5), color="grey", ls=":", lw=1, label="chance")
         ax.set_ylim(0, 1.02)

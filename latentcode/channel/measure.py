@@ -1,7 +1,8 @@
 """Measurements of instrumentality for a trained sender, written into its run folder.
 
 1. *Where the code lives*: the receiver's accuracy when it reads only the first k tokens of
-   each held-out response, k = 1..T (``prefix_accuracy``), and the first k at which it has
+   each held-out response, k = 1..T (``prefix_accuracy``; ``prefix_truth_prob``, the mean
+   posterior of the true secret, is the same curve with less noise), and the first k at which it has
    covered half of the way from chance to its full-response accuracy (``half_position``). A
    code planned from the first token is readable early; one that waits for the last tokens is
    not.
@@ -26,6 +27,7 @@ import hashlib
 import json
 import math
 import random
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,15 +56,20 @@ def truncate(rollouts: Rollouts, k: int, tokenizer) -> Rollouts:
                                texts=[tokenizer.decode(r, skip_special_tokens=True) for r in ids])
 
 
-def prefix_accuracy(receiver, rollouts: Rollouts, max_k: int, tokenizer) -> list[float]:
-    """Receiver accuracy on the first k tokens, k = 1..max_k. The likelihood receiver gives
-    every prefix's exact posterior in one pass; any other receiver reads truncated texts."""
-    truth = rollouts.truth()
+def prefix_posteriors(receiver, rollouts: Rollouts, max_k: int, tokenizer) -> np.ndarray:
+    """``[max_k, rows, candidates]`` log-posteriors from the first k tokens, k = 1..max_k. The
+    likelihood receiver gives every prefix's exact posterior in one pass; any other receiver
+    reads truncated texts."""
     if hasattr(receiver, "prefix_log_posteriors"):
-        post = receiver.prefix_log_posteriors(rollouts, max_k)
-        return [float((post[k].argmax(1) == truth).mean()) for k in range(max_k)]
-    return [float((receiver.log_posteriors(truncate(rollouts, k, tokenizer)).argmax(1)
-                   == truth).mean()) for k in range(1, max_k + 1)]
+        return receiver.prefix_log_posteriors(rollouts, max_k)
+    return np.stack([receiver.log_posteriors(truncate(rollouts, k, tokenizer))
+                     for k in range(1, max_k + 1)])
+
+
+def prefix_accuracy(receiver, rollouts: Rollouts, max_k: int, tokenizer) -> list[float]:
+    """Receiver accuracy on the first k tokens, k = 1..max_k."""
+    post = prefix_posteriors(receiver, rollouts, max_k, tokenizer)
+    return [float((p.argmax(1) == rollouts.truth()).mean()) for p in post]
 
 
 def half_position(accuracy: Sequence[float], chance: float) -> int | None:
@@ -181,13 +188,18 @@ def measure_run(run: str | Path, *, detectors: Sequence[str] | None = None, n_bo
     seen = receiver_view(rollouts, None, sender, 0)
     max_k = cfg.sender.max_new_tokens
     chance = 1 / len(rollouts.episodes[0].candidates)
-    accuracy = prefix_accuracy(receiver, seen, max_k, sender.lm.tokenizer)
     truth = rollouts.truth()
+    post = prefix_posteriors(receiver, seen, max_k, sender.lm.tokenizer)
+    accuracy = [float((p.argmax(1) == truth).mean()) for p in post]
+    # the posterior of the true secret: the same curve with less noise than 0/1 accuracy (its
+    # expectation cannot fall as k grows when the receiver is the exact posterior)
+    truth_prob = [float(np.exp(p[np.arange(len(truth)), truth]).mean()) for p in post]
     decoded = receiver.log_posteriors(seen).argmax(1)
     result = {
         "run": str(run), "regime": cfg.regime, "gamma": cfg.rl.gamma, "seed": cfg.seed,
         "n": len(rollouts), "chance": chance,
-        "prefix_accuracy": accuracy, "half_position": half_position(accuracy, chance),
+        "prefix_accuracy": accuracy, "prefix_truth_prob": truth_prob,
+        "half_position": half_position(accuracy, chance),
         "position_kl": position_kl(sender, rollouts, max_k),
         "capacity": capacity_bits(truth, decoded, n_boot=n_boot, seed=cfg.seed),
         "accuracy": float((decoded == truth).mean()),
@@ -195,15 +207,21 @@ def measure_run(run: str | Path, *, detectors: Sequence[str] | None = None, n_bo
     if detectors:
         samples = read_transcripts(run / "samples.jsonl")
         lm = detector_lm or load_lm(cfg.sender.model or None)  # detectors read the bare model
-        cells = concealment(samples, detectors, lm, run / "concealment", seed=cfg.seed)
-        result["concealment"] = cells
-        best = max(cells, key=lambda d: cells[d]["auroc"])
-        result["best_detector"], result["best_auroc"] = best, cells[best]["auroc"]
+        try:
+            cells = concealment(samples, detectors, lm, run / "concealment", seed=cfg.seed)
+        except ValueError as err:  # too few held-out answers: the rest of the run still counts
+            warnings.warn(f"{run}: concealment not measured: {err}", stacklevel=2)
+            result["concealment_error"] = str(err)
+        else:
+            result["concealment"] = cells
+            best = max(cells, key=lambda d: cells[d]["auroc"])
+            result["best_detector"], result["best_auroc"] = best, cells[best]["auroc"]
     write_json(run / "instrumentality.json", result)
     from .curves import plot_position_curves
 
     plot_position_curves([result], run / "prefix_decodability.png", "prefix_accuracy",
-                         "receiver accuracy on the first k tokens")
+                         "receiver accuracy on the first k tokens", dashed="prefix_truth_prob",
+                         dashed_label="posterior of the true secret (dashed)")
     plot_position_curves([result], run / "position_kl.png", "position_kl",
                          "KL(policy || reference) at position k, nats")
     return result

@@ -165,7 +165,9 @@ def collect(folder: Path, label: str) -> dict:
     return {
         "label": label, "regime": measured["regime"], "seed": measured["seed"],
         "gamma": measured["gamma"], "steps": summary["steps"], "n_eval": measured["n"],
-        "accuracy": final.get("accuracy"), "bits": measured["capacity"]["bits"],
+        "accuracy": final.get("accuracy"),
+        "accuracy_marked": final.get("accuracy/marked"),  # rl-out-token: never-rewarded episodes
+        "bits": measured["capacity"]["bits"],
         "bits_ci_low": measured["capacity"]["ci_low"],
         "bits_ci_high": measured["capacity"]["ci_high"],
         "overseer": overseer, "flag_rate": flag_rate, "kl_per_response": float(sum(kl)),
@@ -173,12 +175,15 @@ def collect(folder: Path, label: str) -> dict:
         "half_position": measured["half_position"],
         "train_minutes": round(summary["seconds"] / 60, 2),
         "curve": [(e["step"], e["accuracy"]) for e in evals],
-        "prefix_accuracy": measured["prefix_accuracy"], "position_kl": measured["position_kl"],
+        "prefix_accuracy": measured["prefix_accuracy"],
+        "prefix_truth_prob": measured.get("prefix_truth_prob", []),
+        "position_kl": measured["position_kl"],
         "chance": measured["chance"], "folder": str(folder),
     }
 
 
-CSV_COLUMNS = ["label", "regime", "seed", "gamma", "steps", "n_eval", "accuracy", "bits",
+CSV_COLUMNS = ["label", "regime", "seed", "gamma", "steps", "n_eval", "accuracy",
+               "accuracy_marked", "bits",
                "bits_ci_low", "bits_ci_high", "overseer", "flag_rate", "kl_per_response",
                "best_detector", "best_auroc", "half_position", "train_minutes"]
 TABLE_METRICS = [("accuracy", "decoding accuracy"), ("bits", "bits / response"),
@@ -311,8 +316,11 @@ def write_outputs(rows: list[dict], out: Path) -> list[dict]:
                "prefix_decodability": out / "zoo-prefix-decodability.png",
                "position_kl": out / "zoo-position-kl.png"}
     plot_learning_curves(rows, figures["learning_curves"])
-    plot_position_curves(_mean_curves(rows, "prefix_accuracy"), figures["prefix_decodability"],
-                         "prefix_accuracy", "receiver accuracy on the first k tokens")
+    curves = [{**a, **b} for a, b in zip(_mean_curves(rows, "prefix_accuracy"),
+                                         _mean_curves(rows, "prefix_truth_prob"), strict=True)]
+    plot_position_curves(curves, figures["prefix_decodability"], "prefix_accuracy",
+                         "receiver accuracy on the first k tokens", dashed="prefix_truth_prob",
+                         dashed_label="posterior of the true secret (dashed)")
     plot_position_curves(_mean_curves(rows, "position_kl"), figures["position_kl"],
                          "position_kl", "KL(policy || reference) at position k, nats")
     render_zoo(rows, summary, {k: p.read_bytes() for k, p in figures.items()},
