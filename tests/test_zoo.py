@@ -34,12 +34,6 @@ def test_a_bad_zoo_config_is_refused_with_the_key_named(tmp_path, text, message)
         load_zoo(write(tmp_path, text))
 
 
-def test_the_shipped_zoo_configs_load():
-    for name in ("configs/zoo.toml", "configs/zoo-regimes.toml"):
-        zoo = load_zoo(name)
-        assert zoo.runs and zoo.seeds
-
-
 def test_mean_ci_and_the_single_seed_intervals():
     mean, low, high = mean_ci([0.8, 0.9, 1.0])
     assert mean == pytest.approx(0.9) and low < 0.9 < high
