@@ -20,6 +20,11 @@ SMALL = {"rl.steps": 2, "rl.prompts_per_step": 4, "rl.group_size": 2, "sender.ma
          "reward.calibration_samples": 8, "measure.enabled": False}
 
 
+ARTIFACTS = ("config.json", "metrics.jsonl", "metrics.csv", "eval.jsonl", "samples.jsonl",
+             "learning_curve.png", "summary.json", "adapter/adapter_model.safetensors",
+             "checkpoint/state.json", "tensorboard")
+
+
 def context(regime: str, **overrides) -> Context:
     cfg = load_config(None, {**SMALL, "regime": regime, **overrides})
     parts = build_parts(cfg, tiny_lm(seed=0), None)
@@ -46,8 +51,7 @@ def test_each_regime_trains_end_to_end_and_writes_every_artifact(tmp_path, regim
     cfg = load_config(None, {**SMALL, "regime": regime})
     summary = train(cfg, tmp_path / regime, lm=tiny_lm(seed=0), progress=False)
     out = tmp_path / regime
-    for name in ("config.json", "metrics.jsonl", "metrics.csv", "eval.jsonl", "samples.jsonl",
-                 "learning_curve.png", "summary.json", "adapter/adapter_model.safetensors"):
+    for name in ARTIFACTS:
         assert (out / name).exists(), name
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and all("accuracy" in r for r in rows)
@@ -256,6 +260,8 @@ def test_distill_trains_a_student_on_the_teachers_text_read_by_the_teachers_rece
     assert any(not torch.equal(a, b) for a, b in zip(student_before, lora_state(ctx), strict=True))
     summary = train(cfg, tmp_path / "student", lm=tiny_lm(seed=0), progress=False)
     assert summary["final_eval"]["n"] == 8
+    for name in ARTIFACTS:
+        assert (tmp_path / "student" / name).exists(), name
 
 
 def test_distill_refuses_a_teacher_that_is_not_a_finished_run_or_another_task(tmp_path):
