@@ -103,6 +103,19 @@ set = {{"distill.teacher" = "@rl"}}
     teacher = json.loads((out / "runs" / "student-s0" / "config.json").read_text())
     assert teacher["distill"]["teacher"] == str(out / "runs" / "rl-s0")
 
+    # a finished run measured again from its folder (the CLI path: sender and the distilled
+    # student's teacher receiver reloaded from safetensors) gives the same numbers
+    from latentcode.cli import main
+
+    student = out / "runs" / "student-s0"
+    first = json.loads((student / "instrumentality.json").read_text())
+    assert main(["measure", str(student), "--detectors", "distribution"]) == 0
+    again = json.loads((student / "instrumentality.json").read_text())
+    assert again["accuracy"] == first["accuracy"]
+    assert again["prefix_accuracy"] == pytest.approx(first["prefix_accuracy"])
+    assert set(again["concealment"]) == {"distribution"}
+    (student / "instrumentality.json").write_text(json.dumps(first))
+
     before = (out / "zoo.csv").read_text()
     logged.clear()
     run_zoo(load_zoo(config), out, progress=False, log=logged.append)

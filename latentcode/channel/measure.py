@@ -160,8 +160,6 @@ def measure_run(run: str | Path, *, detectors: Sequence[str] | None = None, n_bo
     figures. ``sender``/``receiver`` default to the run's own (reloaded from ``adapter/``)."""
     from ..lm import load_lm
     from .config import from_dict
-    from .regimes import make_regime
-    from .regimes.base import Context
     from .tasks import make_task
 
     run = Path(run)
@@ -178,7 +176,9 @@ def measure_run(run: str | Path, *, detectors: Sequence[str] | None = None, n_bo
         if hasattr(receiver, "load_state") and state.is_file():
             receiver.load_state(json.loads(state.read_text())["receiver"])
         if cfg.regime == "distill":  # the teacher's receiver reads the student
-            receiver = make_regime("distill", Context(cfg, sender, task, receiver, [], None)).ctx.receiver
+            from .regimes.distill import load_teacher, teacher_receiver
+
+            receiver = teacher_receiver(load_teacher(cfg.distill.teacher, cfg.task), task, sender)
     condition = ""
     if cfg.regime == "conditioned":
         from .regimes.conditioned import return_tag

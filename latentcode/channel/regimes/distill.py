@@ -54,6 +54,14 @@ def load_teacher(run: str | Path, task_cfg) -> Sender:
     return Sender.load(load_lm(teacher_cfg["sender"]["model"] or None), run / "adapter")
 
 
+def teacher_receiver(teacher: Sender, task, student: Sender):
+    """The teacher's own likelihood receiver, reading the student's text (re-tokenized when the
+    two vocabularies differ)."""
+    reader = LikelihoodReceiver(teacher, task.system_for)
+    same_vocab = teacher.lm.tokenizer.get_vocab() == student.lm.tokenizer.get_vocab()
+    return reader if same_vocab else RetokenizingReceiver(reader)
+
+
 @register_regime("distill")
 class DistillRegime(Regime):
     name = "distill"
@@ -68,10 +76,8 @@ class DistillRegime(Regime):
                 raise ValueError("distill needs distill.teacher = a finished run folder")
             teacher = load_teacher(ctx.cfg.distill.teacher, ctx.cfg.task)
         self.teacher = teacher
-        reader = LikelihoodReceiver(teacher, ctx.task.system_for)
-        same_vocab = teacher.lm.tokenizer.get_vocab() == ctx.sender.lm.tokenizer.get_vocab()
-        ctx.receiver = reader if same_vocab else RetokenizingReceiver(reader)
-        self.same_vocab = same_vocab
+        ctx.receiver = teacher_receiver(teacher, ctx.task, ctx.sender)
+        self.same_vocab = not isinstance(ctx.receiver, RetokenizingReceiver)
 
     def step(self, step: int) -> dict:
         ctx, started = self.ctx, time.perf_counter()
