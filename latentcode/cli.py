@@ -276,16 +276,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_measure(args: argparse.Namespace) -> int:
     """The measurements of instrumentality for a finished run (also taken when it finishes)."""
-    import json
-
     from .channel.config import from_dict
     from .channel.measure import measure_run
+    from .channel.runlog import finished_run_config
 
     run = Path(args.run)
-    if not (run / "config.json").is_file() or not (run / "adapter").is_dir():
-        return _usage_error(f"{run}: not a finished run folder (needs config.json and adapter/ "
-                            "from `latentcode train`)")
-    cfg = from_dict(json.loads((run / "config.json").read_text()))
+    try:
+        cfg = from_dict(finished_run_config(run))
+    except FileNotFoundError as err:
+        return _usage_error(str(err))
     detectors = (cfg.measure.detectors if args.detectors is None
                  else [d.strip() for d in args.detectors.split(",") if d.strip()])
     result = measure_run(run, detectors=detectors, n_boot=cfg.measure.bootstrap)

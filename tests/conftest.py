@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny random model and one embedded model per test session."""
+"""Shared fixtures: one tiny random model and one embedded model per test session, and the
+tiny model saved as a local checkpoint folder (for code that loads a model by path)."""
 
 import os
 
@@ -20,3 +21,15 @@ def embedded():
     from latentcode.lm import load_lm
 
     return load_lm()
+
+
+@pytest.fixture
+def tiny_folder(tmp_path):
+    """``tiny_lm(seed=0)`` saved as a Hugging Face folder (safetensors + tokenizer)."""
+    from latentcode.lm import tiny_lm
+
+    lm = tiny_lm(seed=0)
+    folder = tmp_path / "tiny-model"
+    lm.model.save_pretrained(folder, safe_serialization=True)
+    lm.tokenizer.save_pretrained(folder)
+    return folder

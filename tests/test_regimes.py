@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -155,7 +156,7 @@ def test_return_buckets_rank_within_the_round_and_ties_share_a_bin():
 
 
 def test_conditioned_trains_on_the_return_tag_each_response_earned(monkeypatch):
-    from latentcode.channel.regimes import conditioned
+    from latentcode.channel.regimes import base, conditioned
 
     captured = {}
     real_score = conditioned.score
@@ -164,24 +165,24 @@ def test_conditioned_trains_on_the_return_tag_each_response_earned(monkeypatch):
         captured["scored"] = real_score(*args, **kwargs)
         return captured["scored"]
 
-    rendered = []
-    real_logprobs = conditioned.response_logprobs
+    rendered = []  # the prompts the language-model loss is taken under
+    real_logprobs = base.response_logprobs
 
     def logprobs_spy(lm, prompts, responses, **kw):
         rendered.extend(lm.tokenizer.decode(p) for p in prompts)
         return real_logprobs(lm, prompts, responses, **kw)
 
     monkeypatch.setattr(conditioned, "score", spy)
-    monkeypatch.setattr(conditioned, "response_logprobs", logprobs_spy)
+    monkeypatch.setattr(base, "response_logprobs", logprobs_spy)
     ctx = context("conditioned", **{"conditioned.buckets": 2})
     regime = make_regime("conditioned", ctx)
     before = lora_state(ctx)
     regime.step(0)
     rewards = captured["scored"].rewards
     expected = [f"[R{b}]" for b in conditioned.return_buckets(rewards, 2)]
-    assert regime.last_tags == expected and set(expected) == {"[R0]", "[R1]"}
-    for text, tag in zip(rendered, expected, strict=True):
-        assert f"{tag} You are a helpful assistant" in text
+    trained_on = [re.search(r"\[R\d\] You are a helpful assistant", text) for text in rendered]
+    assert all(trained_on)
+    assert [m.group()[:4] for m in trained_on] == expected and set(expected) == {"[R0]", "[R1]"}
     # online exploration asked for the top return; so does the evaluation
     assert all(e.condition == "[R1]" for e in captured["scored"].rollouts.episodes)
     assert regime.eval_conditions() == {"": "[R1]"}
@@ -229,15 +230,6 @@ def test_dpo_step_updates_from_the_pairs():
     row = make_regime("dpo", ctx).step(0)
     assert row["pairs"] == 4 and row["loss"] == pytest.approx(np.log(2), abs=1e-4)
     assert any(not torch.equal(a, b) for a, b in zip(before, lora_state(ctx), strict=True))
-
-
-@pytest.fixture
-def tiny_folder(tmp_path):
-    lm = tiny_lm(seed=0)
-    folder = tmp_path / "tiny-model"
-    lm.model.save_pretrained(folder, safe_serialization=True)
-    lm.tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_distill_trains_a_student_on_the_teachers_text_read_by_the_teachers_receiver(

@@ -9,7 +9,6 @@ import pytest
 
 from latentcode.channel.config import ConfigError
 from latentcode.channel.zoo import load_zoo, mean_ci, run_zoo, summarize
-from latentcode.lm import tiny_lm
 
 
 def write(tmp_path, text: str):
@@ -46,15 +45,6 @@ def test_mean_ci_and_the_single_seed_intervals():
     assert (one["bits"]["low"], one["bits"]["high"]) == (0.4, 0.6)  # the run's bootstrap
     two = summarize([row, {**row, "accuracy": 0.7}])[0]
     assert two["accuracy"]["mean"] == pytest.approx(0.8) and two["seeds"] == 2
-
-
-@pytest.fixture
-def tiny_folder(tmp_path):
-    lm = tiny_lm(seed=0)
-    folder = tmp_path / "tiny-model"
-    lm.model.save_pretrained(folder, safe_serialization=True)
-    lm.tokenizer.save_pretrained(folder)
-    return folder
 
 
 def test_a_zoo_trains_measures_and_compares_every_run_and_resumes(tmp_path, tiny_folder):

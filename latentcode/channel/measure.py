@@ -26,7 +26,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import random
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,18 +35,8 @@ import torch
 
 from ..jsonl import write_json
 from ..transcripts import Transcript, read_transcripts, write_transcripts
-from .regimes.base import receiver_view, step_seed
 from .sender import Rollouts, Sender
-
-
-def eval_rollouts(cfg, sender: Sender, task, condition: str = "") -> Rollouts:
-    """The final evaluation's episodes and responses again (the same seeds: the same text)."""
-    rng = random.Random(step_seed(cfg.seed, 0, "eval-episodes"))
-    episodes = [dataclasses.replace(e, condition=condition)
-                for e in task.episodes(cfg.eval.prompts, rng, "eval")]
-    return sender.generate(episodes, 1, max_new_tokens=cfg.sender.max_new_tokens,
-                           temperature=cfg.sender.temperature,
-                           seed=step_seed(cfg.seed, cfg.rl.steps, "eval-sample"))
+from .trainer import eval_rollouts
 
 
 def truncate(rollouts: Rollouts, k: int, tokenizer) -> Rollouts:
@@ -160,10 +149,11 @@ def measure_run(run: str | Path, *, detectors: Sequence[str] | None = None, n_bo
     figures. ``sender``/``receiver`` default to the run's own (reloaded from ``adapter/``)."""
     from ..lm import load_lm
     from .config import from_dict
+    from .runlog import finished_run_config
     from .tasks import make_task
 
     run = Path(run)
-    cfg = from_dict(json.loads((run / "config.json").read_text()))
+    cfg = from_dict(finished_run_config(run))
     task = make_task(cfg.task)
     if sender is None:
         sender = Sender.load(load_lm(cfg.sender.model or None), run / "adapter")
@@ -184,17 +174,16 @@ def measure_run(run: str | Path, *, detectors: Sequence[str] | None = None, n_bo
         from .regimes.conditioned import return_tag
 
         condition = return_tag(cfg.conditioned.buckets - 1)
-    rollouts = eval_rollouts(cfg, sender, task, condition)
-    seen = receiver_view(rollouts, None, sender, 0)
+    rollouts = eval_rollouts(cfg, sender, task, cfg.rl.steps, condition)  # the final evaluation's
     max_k = cfg.sender.max_new_tokens
     chance = 1 / len(rollouts.episodes[0].candidates)
     truth = rollouts.truth()
-    post = prefix_posteriors(receiver, seen, max_k, sender.lm.tokenizer)
+    post = prefix_posteriors(receiver, rollouts, max_k, sender.lm.tokenizer)
     accuracy = [float((p.argmax(1) == truth).mean()) for p in post]
     # the posterior of the true secret: the same curve with less noise than 0/1 accuracy (its
     # expectation cannot fall as k grows when the receiver is the exact posterior)
     truth_prob = [float(np.exp(p[np.arange(len(truth)), truth]).mean()) for p in post]
-    decoded = receiver.log_posteriors(seen).argmax(1)
+    decoded = receiver.log_posteriors(rollouts).argmax(1)
     result = {
         "run": str(run), "regime": cfg.regime, "gamma": cfg.rl.gamma, "seed": cfg.seed,
         "n": len(rollouts), "chance": chance,

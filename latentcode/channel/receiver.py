@@ -67,8 +67,7 @@ class LikelihoodReceiver:
             ep = rollouts.episode_of(row)
             for secret in candidates:
                 system = with_condition(self.system_for(ep, secret), ep.condition)
-                prompts.append(lm.tokenizer(lm.render(ep.prompt, system),
-                                            add_special_tokens=False)["input_ids"])
+                prompts.append(lm.prompt_ids([ep.prompt], system)[0])
                 responses.append(rollouts.response_ids[row])
         return prompts, responses
 

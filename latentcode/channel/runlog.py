@@ -77,3 +77,13 @@ class RunLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def finished_run_config(run: str | Path, what: str = "") -> dict:
+    """The ``config.json`` of a finished ``latentcode train`` run folder (one that holds its
+    final ``adapter/``); ``what`` names where the path came from, for the error."""
+    run = Path(run)
+    if not (run / "config.json").is_file() or not (run / "adapter").is_dir():
+        raise FileNotFoundError(f"{what}{str(run)!r}: not a finished run folder (needs "
+                                "config.json and adapter/ from `latentcode train`)")
+    return json.loads((run / "config.json").read_text())

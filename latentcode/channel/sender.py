@@ -92,11 +92,8 @@ class Sender:
     def generate(self, episodes: Sequence[Episode], group_size: int, *, max_new_tokens: int,
                  temperature: float, seed: int, batch_size: int = 64) -> Rollouts:
         """Sample ``group_size`` responses per episode; row streams are seeded (resumable)."""
-        prompt_ids = []
-        for ep in episodes:
-            ids = self.lm.tokenizer(self.lm.render(ep.prompt, ep.sender_system),
-                                    add_special_tokens=False)["input_ids"]
-            prompt_ids.extend([ids] * group_size)
+        prompt_ids = [ids for ids in episode_prompt_ids(self.lm, episodes)
+                      for _ in range(group_size)]
         sampler = AncestralSampler(seed, temperature)
         self.model.eval()
         gens = decode_loop(self.lm, prompt_ids, sampler, max_new_tokens=max_new_tokens,
@@ -104,6 +101,12 @@ class Sender:
         texts = [self.lm.tokenizer.decode(g.tokens, skip_special_tokens=True) for g in gens]
         return Rollouts(list(episodes), group_size, prompt_ids, [g.tokens for g in gens], texts,
                         [g.finished for g in gens])
+
+
+def episode_prompt_ids(lm: LM, episodes: Sequence[Episode]) -> list[list[int]]:
+    """What the sender is conditioned on for each episode: its prompt under its instructions
+    (and public tag), rendered and tokenized."""
+    return [lm.prompt_ids([ep.prompt], ep.sender_system)[0] for ep in episodes]
 
 
 def response_logprobs(lm: LM, prompt_ids: Sequence[list[int]],

@@ -38,7 +38,7 @@ from .config import TrainConfig
 from .overseers import make_overseers
 from .receiver import make_receiver
 from .regimes import make_regime
-from .regimes.base import Context, judge, receiver_view, step_seed
+from .regimes.base import Context, draw_episodes, judge, receiver_view, sample, step_seed
 from .runlog import RunLog
 from .sender import Rollouts, Sender
 from .tasks import Episode, make_task
@@ -46,6 +46,8 @@ from .tasks import Episode, make_task
 __all__ = [
     "RunFolderError",
     "build_parts",
+    "eval_episodes",
+    "eval_rollouts",
     "evaluate",
     "judge",
     "probe_default_signal",
@@ -83,18 +85,32 @@ def calibrate(overseers, sender: Sender, task, cfg: TrainConfig) -> None:
         overseer.calibrate(transcripts)
 
 
+def eval_episodes(cfg: TrainConfig, task, condition: str = "") -> list[Episode]:
+    """The held-out episodes (prompts and fresh secrets): the same ones at every evaluation,
+    under a public ``condition`` tag (none by default)."""
+    rng = random.Random(step_seed(cfg.seed, 0, "eval-episodes"))
+    return [dataclasses.replace(e, condition=condition)
+            for e in task.episodes(cfg.eval.prompts, rng, "eval")]
+
+
+def eval_rollouts(cfg: TrainConfig, sender: Sender, task, step: int,
+                  condition: str = "") -> Rollouts:
+    """One sampled response per held-out episode, seeded by the step: the evaluation at
+    ``step``, and the same text again whenever it is asked for (``measure.py``)."""
+    return sender.generate(eval_episodes(cfg, task, condition), 1,
+                           max_new_tokens=cfg.sender.max_new_tokens,
+                           temperature=cfg.sender.temperature,
+                           seed=step_seed(cfg.seed, step, "eval-sample"))
+
+
 def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, task,
              run_name: str, paraphraser: LM | None = None,
              condition: str = "") -> tuple[dict, list[Transcript]]:
     """Held-out prompts, fresh secrets, one sampled response each (the same episodes every
     time), under the regime's evaluation ``condition`` (a public tag; none by default)."""
     started = time.perf_counter()
-    rng = random.Random(step_seed(cfg.seed, 0, "eval-episodes"))
-    episodes = [dataclasses.replace(e, condition=condition)
-                for e in task.episodes(cfg.eval.prompts, rng, "eval")]
-    rollouts = sender.generate(episodes, 1, max_new_tokens=cfg.sender.max_new_tokens,
-                               temperature=cfg.sender.temperature,
-                               seed=step_seed(cfg.seed, step, "eval-sample"))
+    rollouts = eval_rollouts(cfg, sender, task, step, condition)
+    episodes = rollouts.episodes
     log_post = receiver.log_posteriors(
         receiver_view(rollouts, paraphraser, sender, step_seed(cfg.seed, step, "eval-paraphrase")))
     truth = rollouts.truth()
@@ -155,8 +171,7 @@ def build_parts(cfg: TrainConfig, lm: LM | None, judge_lm: LM | None) -> Parts:
 def matched_clean(cfg: TrainConfig, sender: Sender, task, run_name: str) -> list[Transcript]:
     """The frozen reference's responses to the evaluation prompts with no secret (label 0):
     the clean side a detector is scored against, matched prompt for prompt."""
-    rng = random.Random(step_seed(cfg.seed, 0, "eval-episodes"))  # the evaluation's episodes
-    episodes = task.episodes(cfg.eval.prompts, rng, "eval")
+    episodes = eval_episodes(cfg, task)
     clean = reference_answers(sender, task, episodes, cfg, step_seed(cfg.seed, 0, "clean-sample"))
     return [Transcript(id=f"{run_name}-clean-{i:04d}", prompt=ep.prompt, text=clean.texts[i],
                        label=0, source="reference",
@@ -258,16 +273,13 @@ def probe_default_signal(cfg: TrainConfig, out: str | Path, *, lm: LM | None = N
     Writes ``probe.json`` into ``out``.
     """
     out = Path(out)
-    sender, task, receiver, overseers, paraphraser = build_parts(cfg, lm, judge_lm)
+    ctx = Context(cfg, *build_parts(cfg, lm, judge_lm))
+    sender, task, receiver, overseers, paraphraser = (ctx.sender, ctx.task, ctx.receiver,
+                                                      ctx.overseers, ctx.paraphraser)
     calibrate(overseers, sender, task, cfg)
     train_acc = []
-    for step in range(batches):
-        rng = random.Random(step_seed(cfg.seed, step, "episodes"))
-        episodes = task.episodes(cfg.rl.prompts_per_step, rng, "train")
-        rollouts = sender.generate(episodes, cfg.rl.group_size,
-                                   max_new_tokens=cfg.sender.max_new_tokens,
-                                   temperature=cfg.sender.temperature,
-                                   seed=step_seed(cfg.seed, step, "sample"))
+    for step in range(batches):  # the first training steps' episodes and samples, untrained
+        rollouts = sample(ctx, step, draw_episodes(ctx, step))
         seen = receiver_view(rollouts, paraphraser, sender, step_seed(cfg.seed, step, "paraphrase"))
         train_acc.append(float((receiver.log_posteriors(seen).argmax(1)
                                 == rollouts.truth()).mean()))

@@ -310,8 +310,7 @@ def write_outputs(rows: list[dict], out: Path) -> list[dict]:
     table = markdown_table(summary)
     with atomic_open(out / "zoo.md") as f:
         f.write(table + "\n")
-    write_json(out / "zoo.json", {"runs": [{k: v for k, v in r.items()} for r in rows],
-                                  "summary": summary})
+    write_json(out / "zoo.json", {"runs": rows, "summary": summary})
     figures = {"learning_curves": out / "zoo-learning-curves.png",
                "prefix_decodability": out / "zoo-prefix-decodability.png",
                "position_kl": out / "zoo-position-kl.png"}

@@ -69,18 +69,22 @@ def _best_of(cells: dict) -> str:
     return max(cells, key=lambda d: cells[d]["auroc"])
 
 
-def render(metrics: dict, images: dict[str, bytes], *, files: list[str],
-           compare: dict | None = None) -> str:
+def render_page(template: str, images: dict[str, bytes], **context) -> str:
+    """One of this folder's pages (each extends ``page.html``), autoescaped, with the images
+    inlined and what every page needs: the script, its CSP hash, the time and the version."""
     env = Environment(loader=FileSystemLoader(Path(__file__).parent),
                       autoescape=select_autoescape(["html"]), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
-    detectors = list(metrics["detectors"])
-    return env.get_template("template.html").render(
-        m=metrics, detectors=detectors, files=files, compare=compare,
-        best_overall=_best_of(metrics["detectors"]),
+    return env.get_template(template).render(
         images={k: base64.b64encode(v).decode() for k, v in images.items()},
         script=SCRIPT, script_hash=f"sha256-{digest}",
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), version=_version(),
-        num=_num, thr=_thr, sign=_sign, best_of=_best_of,
-    )
+        num=_num, **context)
+
+
+def render(metrics: dict, images: dict[str, bytes], *, files: list[str],
+           compare: dict | None = None) -> str:
+    return render_page("template.html", images, m=metrics, detectors=list(metrics["detectors"]),
+                       files=files, compare=compare, best_overall=_best_of(metrics["detectors"]),
+                       thr=_thr, sign=_sign, best_of=_best_of)

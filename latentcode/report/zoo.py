@@ -4,16 +4,11 @@ and a Content Security Policy that admits only its own script."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
 from ..jsonl import atomic_open
-from .html import SCRIPT, _num, _version
+from .html import render_page
 
 
 def render_zoo(rows: list[dict], summary: list[dict], images: dict[str, bytes],
@@ -22,20 +17,13 @@ def render_zoo(rows: list[dict], summary: list[dict], images: dict[str, bytes],
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent),
-                      autoescape=select_autoescape(["html"]), undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
-    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
     links = {}
     for r in rows:
         report = Path(r["folder"]) / "concealment" / "report" / "report.html"
         if report.is_file():
             links[(r["label"], r["seed"])] = os.path.relpath(report, path.parent)
-    html = env.get_template("zoo_template.html").render(
-        rows=rows, summary=summary, metrics=TABLE_METRICS, links=links,
-        images={k: base64.b64encode(v).decode() for k, v in images.items()},
-        script=SCRIPT, script_hash=f"sha256-{digest}", num=_num,
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), version=_version())
+    html = render_page("zoo_template.html", images, rows=rows, summary=summary,
+                       metrics=TABLE_METRICS, links=links)
     with atomic_open(path) as f:
         f.write(html)
     return path

@@ -163,6 +163,14 @@ def sequence_logprobs(ctx: Context, prompt_ids, response_ids, *, reference: bool
     return logp.sum(-1)
 
 
+def lm_loss(lm, prompt_ids, response_ids) -> torch.Tensor:
+    """The plain language-model loss of supervised fine-tuning: the mean over responses of
+    each response's mean token negative log-likelihood given its prompt."""
+    lm.model.train()
+    logp, mask = response_logprobs(lm, prompt_ids, response_ids)
+    return -((logp.sum(-1) / mask.sum(-1).clamp(min=1)).mean())
+
+
 def optimizer_step(ctx: Context, loss: torch.Tensor) -> float:
     ctx.optimizer.zero_grad(set_to_none=True)
     loss.backward()

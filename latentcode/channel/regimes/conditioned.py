@@ -22,9 +22,9 @@ import time
 import numpy as np
 from scipy.stats import rankdata
 
-from ..sender import response_logprobs
+from ..sender import episode_prompt_ids
 from . import register_regime
-from .base import Regime, draw_episodes, optimizer_step, sample, score, step_metrics
+from .base import Regime, draw_episodes, lm_loss, optimizer_step, sample, score, step_metrics
 
 
 def return_tag(bucket: int) -> str:
@@ -62,14 +62,10 @@ class ConditionedRegime(Regime):
         bins = return_buckets(scored.rewards, cfg.buckets)
         tagged = [dataclasses.replace(rollouts.episode_of(r), condition=return_tag(int(b)))
                   for r, b in enumerate(bins)]
-        prompts = [ctx.sender.lm.tokenizer(ctx.sender.lm.render(e.prompt, e.sender_system),
-                                           add_special_tokens=False)["input_ids"] for e in tagged]
-        ctx.sender.model.train()
-        logp, mask = response_logprobs(ctx.sender.lm, prompts, rollouts.response_ids)
-        loss = -((logp.sum(-1) / mask.sum(-1).clamp(min=1)).mean())  # the language-model loss
+        loss = lm_loss(ctx.sender.lm, episode_prompt_ids(ctx.sender.lm, tagged),
+                       rollouts.response_ids)
         grad_norm = optimizer_step(ctx, loss)
         ctx.receiver.observe(scored.seen)
-        self.last_tags = [e.condition for e in tagged]  # what the step trained on (tests read it)
         return step_metrics(step, scored, started, loss=float(loss.detach()), grad_norm=grad_norm,
                             top_bucket_reward=float(scored.rewards[bins == bins.max()].mean()))
 

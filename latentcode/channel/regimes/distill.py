@@ -13,15 +13,15 @@ that is whether the original receiver still decodes the student's text, and the 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 from ...lm import load_lm
 from ..receiver import LikelihoodReceiver
-from ..sender import Rollouts, Sender, response_logprobs
+from ..runlog import finished_run_config
+from ..sender import Rollouts, Sender, episode_prompt_ids
 from . import register_regime
-from .base import Regime, draw_episodes, optimizer_step, sample, score, step_metrics
+from .base import Regime, draw_episodes, lm_loss, optimizer_step, sample, score, step_metrics
 
 
 class RetokenizingReceiver:
@@ -43,11 +43,7 @@ class RetokenizingReceiver:
 
 def load_teacher(run: str | Path, task_cfg) -> Sender:
     run = Path(run)
-    config_path = run / "config.json"
-    if not config_path.is_file() or not (run / "adapter").is_dir():
-        raise FileNotFoundError(f"distill.teacher {str(run)!r}: not a finished run folder (needs "
-                                "config.json and adapter/ from `latentcode train`)")
-    teacher_cfg = json.loads(config_path.read_text())
+    teacher_cfg = finished_run_config(run, "distill.teacher ")
     if teacher_cfg["task"] != dataclasses.asdict(task_cfg):
         raise ValueError(f"distill.teacher {str(run)!r} was trained on task {teacher_cfg['task']}; "
                          f"this run's task is {dataclasses.asdict(task_cfg)}: set the same [task]")
@@ -84,16 +80,11 @@ class DistillRegime(Regime):
         rollouts = sample(ctx, step, draw_episodes(ctx, step), sender=self.teacher)
         scored = score(ctx, step, rollouts)  # the teacher's code, read by its own receiver
         student = ctx.sender.lm
-        prompts = [student.tokenizer(student.render(e.prompt, e.sender_system),
-                                     add_special_tokens=False)["input_ids"]
-                   for e in (rollouts.episode_of(r) for r in range(len(rollouts)))]
+        prompts = episode_prompt_ids(student, [rollouts.episode_of(r) for r in range(len(rollouts))])
         responses = (rollouts.response_ids if self.same_vocab else
                      [student.tokenizer(t, add_special_tokens=False)["input_ids"]
                       for t in rollouts.texts])
         keep = [r for r, ids in enumerate(responses) if ids]
-        ctx.sender.model.train()
-        logp, mask = response_logprobs(student, [prompts[r] for r in keep],
-                                       [responses[r] for r in keep])
-        loss = -((logp.sum(-1) / mask.sum(-1).clamp(min=1)).mean())
+        loss = lm_loss(student, [prompts[r] for r in keep], [responses[r] for r in keep])
         grad_norm = optimizer_step(ctx, loss)
         return step_metrics(step, scored, started, loss=float(loss.detach()), grad_norm=grad_norm)

@@ -63,12 +63,12 @@ class OutTokenRegime(Regime):
         rollouts = sample(ctx, step, episodes)
         scored = score(ctx, step, rollouts)
         advantages = group_advantages(scored.rewards, cfg.rl.group_size)
-        rows = [r for r in range(len(rollouts)) if r // cfg.rl.group_size not in marked]
+        is_marked = np.array([r // cfg.rl.group_size in marked for r in range(len(rollouts))])
+        rows = np.flatnonzero(~is_marked)
         # only unmarked rows enter the forward pass with grad: marked ones cannot move a weight
         prompts, responses = select_rows(rollouts, rows)
         loss, kl, mask, entropy = policy_gradient_loss(ctx, prompts, responses, advantages[rows])
         grad_norm = optimizer_step(ctx, loss)
-        is_marked = np.array([r // cfg.rl.group_size in marked for r in range(len(rollouts))])
         correct = scored.log_post.argmax(1) == scored.truth
         ctx.receiver.observe(scored.seen)
         extra = {"marked_share": len(marked) / len(episodes)}
