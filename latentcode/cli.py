@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 import time
 from pathlib import Path
 
 from .codecs.base import CodecError
+from .formats import MissingExtraError
 from .jsonl import DEFAULT_MAX_LINE_BYTES, RecordError, write_json
 from .lm import LMNotFoundError
 from .payload import PayloadError
 from .prompts import DEFAULT_PROMPTS
 
 EXIT_BAD_INPUT = 2
+FILES_HELP = ("transcript files: JSONL (ours or chat 'messages'), Parquet, or inspect_ai logs "
+              "(.eval/.json, needs latentcode[inspect])")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -29,6 +34,13 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: a pool of Ray actors (RAY_ADDRESS's cluster, else a local one); "
+                        "needs latentcode[scale]")
+    p.add_argument("--actors", type=int, default=2, help="ray actors (--engine ray)")
 
 
 def _add_prompt_args(p: argparse.ArgumentParser) -> None:
@@ -51,25 +63,39 @@ def _id_prefix(name: str, args: argparse.Namespace) -> str:
     return f"{name}-{args.half}-s{args.seed}" if args.half else f"{name}-s{args.seed}"
 
 
+def _generate_on_ray(args: argparse.Namespace, make, dtype: str | None = None):
+    """``make(lm, rows)`` over all ``args.n`` rows on a pool of Ray actors (``--engine ray``)."""
+    from .ray_engine import cluster_summary, generate_on_ray, require_ray
+
+    require_ray()
+    print(cluster_summary())
+    return generate_on_ray(make, args.n, model=args.model, device=args.device, dtype=dtype,
+                           actors=args.actors, batch_size=args.batch_size)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from .lm import load_lm
     from .sampling import sample_clean
     from .transcripts import write_transcripts
 
     prompts = _prompts(args)
-    lm = load_lm(args.model, device=args.device)
+    make = functools.partial(
+        sample_clean, prompts=prompts, n=args.n, max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+        batch_size=args.batch_size, id_prefix=_id_prefix("clean", args))
     started = time.perf_counter()
-    transcripts = sample_clean(
-        lm, prompts, args.n, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-        top_p=args.top_p, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
-        id_prefix=_id_prefix("clean", args),
-    )
+    if args.engine == "ray":
+        transcripts = _generate_on_ray(args, lambda lm, rows: make(lm, rows=rows, progress=False))
+    else:
+        lm = load_lm(args.model, device=args.device)
+        started = time.perf_counter()
+        transcripts = make(lm, progress=not args.quiet)
     elapsed = time.perf_counter() - started
     write_transcripts(args.out, transcripts)
     n_tokens = sum(t.meta["n_tokens"] for t in transcripts)
     print(f"wrote {len(transcripts)} clean transcripts to {args.out} "
           f"({n_tokens} tokens in {elapsed:.1f} s, {n_tokens / elapsed:.1f} tokens/s, "
-          f"model {lm.name})")
+          f"model {transcripts[0].meta['model']})")
     return 0
 
 
@@ -86,13 +112,20 @@ def cmd_encode(args: argparse.Namespace) -> int:
     codec = make_codec(args.codec, temperature=args.temperature, top_p=args.top_p)
     prompts = assign_prompts(_prompts(args), args.n, args.seed)
     payloads = random_payloads(args.n, args.payload_bits, args.seed)
-    lm = load_lm(args.model, device=args.device, dtype=torch.float64)
-    started = time.perf_counter()
-    transcripts = codec.encode(
-        lm, prompts, payloads, key, max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size, ids=[f"{_id_prefix(args.codec, args)}-{i:05d}" for i in range(args.n)],
-        progress=not args.quiet,
-    )
+    ids = [f"{_id_prefix(args.codec, args)}-{i:05d}" for i in range(args.n)]
+
+    def make(lm, rows, progress=False):
+        return codec.encode(lm, [prompts[i] for i in rows], [payloads[i] for i in rows], key,
+                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                            ids=[ids[i] for i in rows], progress=progress)
+
+    if args.engine == "ray":
+        started = time.perf_counter()
+        transcripts = _generate_on_ray(args, make, dtype="float64")
+    else:
+        lm = load_lm(args.model, device=args.device, dtype=torch.float64)
+        started = time.perf_counter()
+        transcripts = make(lm, range(args.n), progress=not args.quiet)
     elapsed = time.perf_counter() - started
     short = [t.id for t in transcripts if not t.meta["complete"]]
     if short and not args.allow_partial:
@@ -146,11 +179,15 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     """Fit detectors on reference/training transcripts, score others, write them with scores."""
-    from detectors import DETECTORS, DetectorError, load_detector, make_detector
+    from detectors import DETECTORS, DetectorError
 
     from .lm import load_lm
     from .transcripts import read_transcripts, write_transcripts
 
+    if args.engine == "ray":
+        from .ray_engine import require_ray
+
+        require_ray()  # before any work: say which extra is missing
     names = [n.strip() for n in args.detectors.split(",") if n.strip()]
     unknown = [n for n in names if n not in DETECTORS]
     if unknown and not args.load:
@@ -170,35 +207,40 @@ def cmd_detect(args: argparse.Namespace) -> int:
     need_lm = args.load or any(getattr(DETECTORS[n], "needs_lm", True) for n in names)
     if need_lm:
         lm = load_lm(args.model, device=args.device)
-    fitted, config = [], {"detectors": {}, "files": list(args.files), "reference": args.reference,
-                          "train": args.train, "model": lm.name if lm else None}
+    config = {"detectors": {}, "files": list(args.files), "reference": args.reference,
+              "train": args.train, "model": lm.name if lm else None, "engine": args.engine}
     try:
+        fitted = []
         for name in names:
-            if args.load:
-                det = load_detector(Path(args.load) / name, lm=lm)
-            else:
-                det = make_detector(name, lm=lm)
-                if det.needs_labels:
-                    if not train:
-                        return _usage_error(f"detector {name!r} is supervised: give --train "
-                                            "(labelled transcripts)")
-                    det.fit(train)
-                else:
-                    clean = reference or [t for t in train if t.label == 0]
-                    if not clean:
-                        return _usage_error(f"detector {name!r} fits on clean text: give "
-                                            "--reference (clean transcripts) or --train with label 0")
-                    det.fit(clean)
-            started = time.perf_counter()
-            scores = det.score(targets)
-            elapsed = time.perf_counter() - started
-            for t, s in zip(targets, scores):
-                t.scores[name] = float(s)
+            det = _fitted_detector(name, args, lm, reference, train)
+            if isinstance(det, str):
+                return _usage_error(det)
             fitted.append(det)
             config["detectors"][name] = {"params": {k: v for k, v in det.get_params().items()
-                                                    if k != "lm"},
-                                         "score_seconds": round(elapsed, 3)}
-            print(f"{name:<16} scored {len(targets)} transcripts in {elapsed:.1f} s")
+                                                    if k != "lm"}}
+        if args.engine == "ray":
+            from .ray_engine import cluster_summary, score_on_ray
+
+            print(cluster_summary())
+            started = time.perf_counter()
+            all_scores, nodes = score_on_ray(targets, fitted, model=args.model,
+                                             device=args.device, actors=args.actors,
+                                             batch_size=args.batch_size)
+            elapsed = time.perf_counter() - started
+            config.update(actors=args.actors, ray_nodes=nodes, score_seconds=round(elapsed, 3))
+            print(f"{len(fitted)} detector(s) scored {len(targets)} transcripts on "
+                  f"{args.actors} ray actor(s) on {nodes} node(s) in {elapsed:.1f} s")
+        else:
+            all_scores = {}
+            for det in fitted:
+                started = time.perf_counter()
+                all_scores[det.name] = det.score(targets)
+                elapsed = time.perf_counter() - started
+                config["detectors"][det.name]["score_seconds"] = round(elapsed, 3)
+                print(f"{det.name:<16} scored {len(targets)} transcripts in {elapsed:.1f} s")
+        for name, scores in all_scores.items():
+            for t, s in zip(targets, scores):
+                t.scores[name] = float(s)
     except DetectorError as err:
         print(f"latentcode detect: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -209,6 +251,25 @@ def cmd_detect(args: argparse.Namespace) -> int:
             det.save(Path(args.save) / det.name)
     print(f"wrote {len(targets)} scored transcripts to {args.out}")
     return 0
+
+
+def _fitted_detector(name: str, args: argparse.Namespace, lm, reference, train):
+    """The detector ``name``, loaded from ``--load`` or fitted here; a usage message (str)
+    when the data it needs were not given."""
+    from detectors import load_detector, make_detector
+
+    if args.load:
+        return load_detector(Path(args.load) / name, lm=lm)
+    det = make_detector(name, lm=lm)
+    if det.needs_labels:
+        if not train:
+            return f"detector {name!r} is supervised: give --train (labelled transcripts)"
+        return det.fit(train)
+    clean = reference or [t for t in train if t.label == 0]
+    if not clean:
+        return (f"detector {name!r} fits on clean text: give --reference (clean transcripts) "
+                "or --train with label 0")
+    return det.fit(clean)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -265,6 +326,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = train(cfg, args.out)
     except (RunFolderError, ValueError) as err:
         return _usage_error(str(err))
+    if int(os.environ.get("RANK", "0")) != 0:  # accelerate launch: the main process reports
+        return 0
     final = summary["final_eval"] or {}
     flags = ", ".join(f"{k.split('/', 1)[1]} flags {v:.2f}" for k, v in final.items()
                       if k.startswith("flagged/"))
@@ -329,6 +392,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Scored transcripts (any readable format) as one Parquet file for pandas/polars."""
+    from .export import write_parquet
+    from .transcripts import read_transcripts
+
+    transcripts = read_transcripts(args.files)
+    write_parquet(args.out, transcripts)
+    detectors = sorted({n for t in transcripts for n in t.scores})
+    print(f"wrote {len(transcripts)} transcripts to {args.out} (score columns: "
+          f"{', '.join('scores.' + d for d in detectors) or 'none'})")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job end to end: codecs and a trained policy, every detector, the report."""
     from .demo import DemoConfig, DemoFolderError, run_demo
@@ -366,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_sampling_args(p)
     _add_model_args(p)
+    _add_engine_args(p)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("encode", help="hide random payloads with a reference codec")
@@ -383,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_args(p)
     p.set_defaults(max_new_tokens=128)
     _add_model_args(p)
+    _add_engine_args(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="recover payloads from codec transcripts")
@@ -404,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-overlap", action="store_true",
                    help="score transcripts that are also in the fitting data")
     _add_model_args(p)
+    _add_engine_args(p)
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="transcripts per batch sent to a ray actor (--engine ray)")
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("train", help="train a hiding policy (sender + receiver under RL)")
@@ -442,9 +523,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("validate", help="check transcript files and summarise them")
-    p.add_argument("files", nargs="+", help="transcript JSONL files (native or chat form)")
+    p.add_argument("files", nargs="+", help=FILES_HELP)
     p.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("export", help="write (scored) transcripts as Parquet for pandas/polars")
+    p.add_argument("files", nargs="+", help=FILES_HELP)
+    p.add_argument("--out", required=True, help="Parquet file (written atomically)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="the main job end to end on the embedded model")
     p.add_argument("--out", default="runs/demo", help="run folder (resumed when it exists)")
@@ -474,7 +560,7 @@ def _usage_error(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("n", "n_train", "n_test", "max_new_tokens", "batch_size", "payload_bits",
-                 "n_bootstrap", "examples"):
+                 "n_bootstrap", "examples", "actors"):
         if getattr(args, name, 1) < 1:
             return _usage_error(f"--{name.replace('_', '-')} must be at least 1")
     if getattr(args, "temperature", 0) < 0:
@@ -486,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     except RecordError as err:
         print(f"latentcode {args.command}: {err}\nnothing was written.", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (LMNotFoundError, PayloadError, CodecError) as err:
+    except (LMNotFoundError, PayloadError, CodecError, MissingExtraError) as err:
         print(f"latentcode {args.command}: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -27,8 +27,9 @@ class Generation:
     finished: bool  # True when a stop token ended it, False when max_new_tokens did
 
 
-def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
+def left_pad(rows: list[list[int]], pad_id: int, device,
+             width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows) if width is None else width
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
@@ -61,16 +62,32 @@ def prefill(lm: LM, prompts: Sequence[Sequence[int]], pad_id: int):
     return cache, logits, mask
 
 
+WIDTH_STEP = 16
+
+
 def length_sorted_batches(lm: LM, rows: list[list[int]], batch_size: int):
-    """Token rows in batches of similar length (little padding), left-padded for one forward
-    pass each: yields ``(row indices, model inputs)``; the inputs go to ``lm.model(**inputs)``."""
+    """Token rows in batches of similar length, left-padded for one forward pass each: yields
+    ``(row indices, model inputs)``; the inputs go to ``lm.model(**inputs)``.
+
+    Every row is padded to its own length rounded up to a multiple of ``WIDTH_STEP``, and
+    shares a batch only with rows of that width. A row's numbers then depend on the row alone,
+    never on which other rows were scored with it (float rounding follows the padded shape):
+    scoring a set in one call, in shards, or on Ray actors gives the same bits.
+    """
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        ids, mask = left_pad([rows[i] for i in batch], pad, lm.device)
+    width_of = [-(-len(r) // WIDTH_STEP) * WIDTH_STEP for r in rows]
+    order = sorted(range(len(rows)), key=lambda i: (width_of[i], len(rows[i]), i))
+    start = 0
+    while start < len(order):
+        width = width_of[order[start]]
+        stop = start + 1
+        while stop < len(order) and stop - start < batch_size and width_of[order[stop]] == width:
+            stop += 1
+        batch = order[start:stop]
+        ids, mask = left_pad([rows[i] for i in batch], pad, lm.device, width)
         yield batch, {"input_ids": ids, "attention_mask": mask,
                       "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
+        start = stop
 
 
 def cache_kwargs(model, cache) -> dict:

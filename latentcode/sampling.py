@@ -35,8 +35,12 @@ def sample_clean(
     min_new_tokens: int = 4,
     progress: bool = True,
     id_prefix: str | None = None,
+    rows: Sequence[int] | None = None,
 ) -> list[Transcript]:
     """Sample ``n`` clean responses; the same seed and batch size give the same text.
+
+    ``rows`` makes only those of the ``n`` transcripts (a shard, for ``--engine ray``): each
+    keeps its index, hence its prompt, id and random stream.
 
     Ids are ``{id_prefix}-{index}`` (default ``clean-s{seed}``).
 
@@ -48,12 +52,15 @@ def sample_clean(
     resampled from a fresh seeded stream, so every transcript has text.
     """
     chosen = assign_prompts(prompts, n, seed)
-    prompt_ids = lm.prompt_ids([p.prompt for p in chosen])
-    texts: list[str | None] = [None] * n
-    n_tokens = [0] * n
-    finished = [False] * n
-    attempts = [0] * n
-    todo = list(range(n))
+    wanted = list(range(n)) if rows is None else [int(r) for r in rows]
+    if any(not 0 <= r < n for r in wanted):
+        raise ValueError(f"rows must lie in [0, {n})")
+    prompt_ids = dict(zip(wanted, lm.prompt_ids([chosen[i].prompt for i in wanted])))
+    texts: dict[int, str] = {}
+    n_tokens: dict[int, int] = {}
+    finished: dict[int, bool] = {}
+    attempts: dict[int, int] = {}
+    todo = list(wanted)
     for attempt in range(MAX_EMPTY_RETRIES + 1):
         sampler = AncestralSampler(seed + 1_000_003 * attempt, temperature, top_p)
         # rows keep their global index so each transcript's stream is its own
@@ -94,5 +101,5 @@ def sample_clean(
                 "resampled": attempts[i],
             },
         )
-        for i, p in enumerate(chosen)
+        for i, p in ((i, chosen[i]) for i in wanted)
     ]

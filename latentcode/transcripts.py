@@ -11,7 +11,8 @@ is the hidden bit string when known; ``scores`` maps detector names to suspicion
 
 The chat form ``{"messages": [{"role": ..., "content": ...}, ...]}`` is read too: the last
 assistant message is the text, the user message before it is the prompt, and any longer
-context is kept in ``meta["context"]``.
+context is kept in ``meta["context"]``. Parquet files and inspect_ai logs are read into the same
+record (``formats.py``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+from .formats import iter_records
 from .jsonl import (
     DEFAULT_MAX_LINE_BYTES,
     LineError,
     RecordError,
-    iter_json_objects,
     write_jsonl,
 )
 from .payload import is_bits
@@ -185,11 +186,13 @@ def parse_transcript(obj: dict, file: str, line: int) -> tuple[Transcript | None
 def iter_transcripts(
     path: str | os.PathLike, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 ) -> Iterator[tuple[int, Transcript | LineError]]:
-    """Yield ``(line_number, transcript)`` for each record of one JSONL file, or its errors.
+    """Yield ``(line_number, transcript)`` for each record of one file, or its errors.
 
-    For readers that must point back at a line later (the report, when files disagree).
+    JSONL, Parquet and inspect_ai logs alike (``formats.py``; the position is the line, row or
+    sample). For readers that must point back at a record later (the report, when files
+    disagree).
     """
-    for lineno, obj in iter_json_objects(path, max_line_bytes):
+    for lineno, obj in iter_records(path, max_line_bytes):
         if isinstance(obj, LineError):
             yield lineno, obj
             continue
@@ -207,7 +210,8 @@ def read_transcripts(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     locations: dict[str, tuple[str, int]] | None = None,
 ) -> list[Transcript]:
-    """Read one or more JSONL files; raise :class:`TranscriptError` listing every problem.
+    """Read one or more transcript files (JSONL, chat JSONL, Parquet, inspect_ai logs); raise
+    :class:`TranscriptError` listing every problem.
 
     Ids must be unique across all files read together. Pass a dict as ``locations`` to get
     each id's ``(file, line)``, for readers that point back at a record later.

@@ -90,14 +90,20 @@ class Sender:
         return self.model.disable_adapter()
 
     def generate(self, episodes: Sequence[Episode], group_size: int, *, max_new_tokens: int,
-                 temperature: float, seed: int, batch_size: int = 64) -> Rollouts:
-        """Sample ``group_size`` responses per episode; row streams are seeded (resumable)."""
+                 temperature: float, seed: int, batch_size: int = 64,
+                 first_row: int = 0) -> Rollouts:
+        """Sample ``group_size`` responses per episode; row streams are seeded (resumable).
+        Row ``r`` draws from stream ``first_row + r``: a process sampling its share of a step
+        passes where the share starts, so each row gets the stream one process would give it."""
         prompt_ids = [ids for ids in episode_prompt_ids(self.lm, episodes)
                       for _ in range(group_size)]
         sampler = AncestralSampler(seed, temperature)
         self.model.eval()
-        gens = decode_loop(self.lm, prompt_ids, sampler, max_new_tokens=max_new_tokens,
-                           min_new_tokens=1, batch_size=batch_size)
+        gens = decode_loop(self.lm, prompt_ids,
+                           lambda logits, rows, step: sampler(
+                               logits, [first_row + r for r in rows], step),
+                           max_new_tokens=max_new_tokens, min_new_tokens=1,
+                           batch_size=batch_size)
         texts = [self.lm.tokenizer.decode(g.tokens, skip_special_tokens=True) for g in gens]
         return Rollouts(list(episodes), group_size, prompt_ids, [g.tokens for g in gens], texts,
                         [g.finished for g in gens])

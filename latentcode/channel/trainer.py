@@ -35,9 +35,10 @@ from ..lm import LM, load_lm
 from ..transcripts import Transcript, read_transcripts, write_transcripts
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .distributed import Distributed
 from .overseers import make_overseers
 from .receiver import make_receiver
-from .regimes import make_regime
+from .regimes import REGIMES, make_regime
 from .regimes.base import Context, draw_episodes, judge, receiver_view, sample, step_seed
 from .runlog import RunLog
 from .sender import Rollouts, Sender
@@ -147,9 +148,9 @@ class Parts(NamedTuple):
     paraphraser: LM | None  # the frozen model that rewrites responses for the receiver, if any
 
 
-def build_parts(cfg: TrainConfig, lm: LM | None, judge_lm: LM | None) -> Parts:
+def build_parts(cfg: TrainConfig, lm: LM | None, judge_lm: LM | None, device=None) -> Parts:
     """Sender (wrapping ``lm`` in place), task, receiver, overseers and paraphraser for a config."""
-    lm = lm or load_lm(cfg.sender.model or None)
+    lm = lm or load_lm(cfg.sender.model or None, device=device)
     torch.manual_seed(cfg.seed)  # the LoRA initialisation
     sender = Sender(lm, rank=cfg.sender.lora_rank, alpha=cfg.sender.lora_alpha,
                     targets=cfg.sender.lora_targets)
@@ -163,7 +164,7 @@ def build_parts(cfg: TrainConfig, lm: LM | None, judge_lm: LM | None) -> Parts:
                          "receiver that shares the sender's weights); the bow receiver fits itself")
     needs_frozen = cfg.receiver.paraphrase or any(n != "string-match" for n in cfg.reward.overseers)
     if needs_frozen and judge_lm is None:
-        judge_lm = load_lm(cfg.sender.model or None)  # a frozen copy: judge and paraphraser never train
+        judge_lm = load_lm(cfg.sender.model or None, device=device)  # a frozen copy: judge and paraphraser never train
     return Parts(sender, task, receiver, make_overseers(cfg.reward.overseers, judge_lm),
                  judge_lm if cfg.receiver.paraphrase else None)
 
@@ -182,19 +183,29 @@ def matched_clean(cfg: TrainConfig, sender: Sender, task, run_name: str) -> list
 def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: LM | None = None,
           progress: bool = True, stop_after: int | None = None, tensorboard: bool = True) -> dict:
     """Train (or resume) the run in ``out``; ``stop_after`` ends early after that many steps
-    (an interruption, for tests). Returns the summary."""
+    (an interruption, for tests). Returns the summary.
+
+    Under ``accelerate launch --multi_gpu --num_processes N`` the step's episodes are shared out
+    (``distributed.py``); only the main process evaluates and writes the run folder."""
     from tqdm.auto import tqdm
 
     out = Path(out)
-    if not claim_folder(out, cfg.to_dict()):
+    dist = Distributed()
+    claimed = claim_folder(out, cfg.to_dict()) if dist.is_main else True
+    if not all(dist.gather([claimed])):
         raise RunFolderError(f"{out} holds a run with another config; choose another --out "
                              "or delete the folder")
     run_name = out.name or "run"
 
-    sender, task, receiver, overseers, paraphraser = build_parts(cfg, lm, judge_lm)
+    sender, task, receiver, overseers, paraphraser = build_parts(cfg, lm, judge_lm, dist.device)
     optimizer = torch.optim.AdamW(sender.trainable_parameters(), lr=cfg.rl.lr, weight_decay=0.0)
-    ctx = Context(cfg, sender, task, receiver, overseers, paraphraser, optimizer)
+    ctx = Context(cfg, sender, task, receiver, overseers, paraphraser, optimizer, dist)
     regime = make_regime(cfg.regime, ctx)  # may swap in its own receiver (distill)
+    if dist.world > 1 and not regime.multiprocess:
+        raise ValueError(f"regime {cfg.regime!r} runs in one process only; launch it without "
+                         "accelerate (multi-process training supports: "
+                         f"{', '.join(n for n, f in REGIMES.items() if f.multiprocess)})")
+    dist.share(cfg.rl.prompts_per_step)  # fails now, not at the first step, if uneven
 
     start = 0
     if (out / "checkpoint" / "state.json").is_file():
@@ -203,14 +214,16 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
         if hasattr(ctx.receiver, "load_state"):
             ctx.receiver.load_state(state["receiver"])
         regime.load_state(state.get("regime", {}))
-    log = RunLog(out, start, tensorboard=tensorboard)
+    log = RunLog(out, start, tensorboard=tensorboard and dist.is_main)
     calibrate(overseers, sender, task, cfg)
 
     end = cfg.rl.steps if stop_after is None else min(cfg.rl.steps, start + stop_after)
     bar = tqdm(range(start, end), desc=f"training ({cfg.regime})", unit="step",
-               disable=not progress, initial=start, total=cfg.rl.steps)
+               disable=not progress or not dist.is_main, initial=start, total=cfg.rl.steps)
 
     def run_eval(done: int) -> None:
+        if not dist.is_main:  # one process evaluates: the weights are the same everywhere
+            return
         result = {}
         for suffix, condition in regime.eval_conditions().items():
             one, transcripts = evaluate(done, cfg, sender, ctx.receiver, overseers, task,
@@ -224,7 +237,8 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
 
     if start == 0 and not log.evals:
         run_eval(0)
-        log.save()
+        if dist.is_main:
+            log.save()
     for step in bar:
         row = regime.step(step)
         log.step(row)
@@ -233,19 +247,20 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
         done = step + 1
         if done % cfg.eval.every == 0 or done == cfg.rl.steps:
             run_eval(done)
-        if done % cfg.eval.every == 0 or done == end:
+        if (done % cfg.eval.every == 0 or done == end) and dist.is_main:
             log.save()
             extra = {"receiver": ctx.receiver.state() if hasattr(ctx.receiver, "state") else {},
                      "regime": regime.state()}
             save_checkpoint(out / "checkpoint", done, sender, optimizer, extra)
+        dist.barrier()  # the others wait while the main process evaluates and saves
     bar.close()
     log.close()
 
     metrics, evals = log.metrics, log.evals
     summary = {"steps_done": end, "steps": cfg.rl.steps, "final_eval": evals[-1] if evals else None,
                "default_signal": evals[0] if evals else None,
-               "seconds": round(sum(m["seconds"] for m in metrics), 1)}
-    if end == cfg.rl.steps:
+               "seconds": round(sum(m["seconds"] for m in metrics), 1), "processes": dist.world}
+    if end == cfg.rl.steps and dist.is_main:
         sender.model.save_pretrained(str(out / "adapter"), safe_serialization=True)
         last = read_transcripts(out / "transcripts" / f"eval-step-{cfg.rl.steps:04d}.jsonl")
         write_transcripts(out / "samples.jsonl",
@@ -260,6 +275,7 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
                 out, detectors=cfg.measure.detectors, n_boot=cfg.measure.bootstrap,
                 sender=sender, receiver=ctx.receiver, detector_lm=judge_lm)
         write_json(out / "summary.json", summary)
+    dist.barrier()
     return summary
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..config import TrainConfig
+from ..distributed import SINGLE, Distributed
 from ..receiver import supervised_loss
 from ..rewards import (
     decode_reward,
@@ -45,6 +46,7 @@ class Context:
     overseers: list
     paraphraser: object  # an LM that rewrites responses for the receiver, or None
     optimizer: torch.optim.Optimizer | None = None
+    dist: Distributed = SINGLE  # the run's processes (``accelerate launch``); one by default
 
 
 @dataclass
@@ -97,11 +99,28 @@ def draw_episodes(ctx: Context, step: int) -> list[Episode]:
 
 
 def sample(ctx: Context, step: int, episodes: list[Episode], sender: Sender | None = None) -> Rollouts:
-    """``rl.group_size`` responses per episode, seeded by (seed, step)."""
+    """``rl.group_size`` responses per episode, seeded by (seed, step); under several
+    processes, only this process's share of the episodes (rows keep their global index)."""
     cfg = ctx.cfg
+    share = ctx.dist.share(len(episodes))
     return (sender or ctx.sender).generate(
-        episodes, cfg.rl.group_size, max_new_tokens=cfg.sender.max_new_tokens,
-        temperature=cfg.sender.temperature, seed=step_seed(cfg.seed, step, "sample"))
+        episodes[share.start:share.stop], cfg.rl.group_size,
+        max_new_tokens=cfg.sender.max_new_tokens, temperature=cfg.sender.temperature,
+        seed=step_seed(cfg.seed, step, "sample"), first_row=share.start * cfg.rl.group_size)
+
+
+def gathered(ctx: Context, rollouts: Rollouts) -> Rollouts:
+    """All processes' rollouts of this step, in global row order (itself under one process)."""
+    if ctx.dist.world == 1:
+        return rollouts
+    g = ctx.dist.gather
+    return Rollouts(g(rollouts.episodes), rollouts.group_size, g(rollouts.prompt_ids),
+                    g(rollouts.response_ids), g(rollouts.texts), g(rollouts.finished))
+
+
+def observe(ctx: Context, scored: Scored) -> None:
+    """The receiver learns from every row of the step, whichever process sampled it."""
+    ctx.receiver.observe(gathered(ctx, scored.seen))
 
 
 def score(ctx: Context, step: int, rollouts: Rollouts, *, receiver_grad: bool = False) -> Scored:
@@ -148,6 +167,7 @@ def policy_gradient_loss(ctx: Context, prompt_ids, response_ids, advantages: np.
     kl = kl_per_token(logp, ref_logp) * mask
     per_token = -credit * logp + rl.kl_coef * kl
     loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    entropy = ctx.dist.mean(entropy, float(mask.sum()))  # over every process's tokens
     return loss, kl.detach(), mask, entropy
 
 
@@ -172,8 +192,10 @@ def lm_loss(lm, prompt_ids, response_ids) -> torch.Tensor:
 
 
 def optimizer_step(ctx: Context, loss: torch.Tensor) -> float:
+    """Backward, average the gradients over processes, clip, step; the gradient norm."""
     ctx.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    ctx.dist.average_gradients(ctx.sender.trainable_parameters())
     grad_norm = torch.nn.utils.clip_grad_norm_(ctx.sender.trainable_parameters(),
                                                ctx.cfg.rl.max_grad_norm)
     ctx.optimizer.step()
@@ -185,15 +207,19 @@ def receiver_loss(ctx: Context, scored: Scored) -> torch.Tensor | float:
     return weight * supervised_loss(scored.post_tensor, scored.truth) if weight > 0 else 0.0
 
 
-def step_metrics(step: int, scored: Scored, started: float, **extra) -> dict:
-    """The metrics row every regime logs (the same columns, so curves compare)."""
-    lengths = [len(r) for r in scored.rollouts.response_ids]
+def step_metrics(step: int, scored: Scored, started: float, dist: Distributed = SINGLE,
+                 **extra) -> dict:
+    """The metrics row every regime logs (the same columns, so curves compare), over the rows
+    of every process."""
+    g = dist.gather
+    lengths = g([len(r) for r in scored.rollouts.response_ids])
+    correct = g((scored.log_post.argmax(1) == scored.truth).tolist())
     metrics = {
         "step": step + 1,
-        "reward": float(scored.rewards.mean()),
-        "decode_reward": float(scored.decode.mean()),
-        "accuracy": float((scored.log_post.argmax(1) == scored.truth).mean()),
-        "suspicion": float(scored.suspicion.mean()),
+        "reward": float(np.mean(g(scored.rewards.tolist()))),
+        "decode_reward": float(np.mean(g(scored.decode.tolist()))),
+        "accuracy": float(np.mean(correct)),
+        "suspicion": float(np.mean(g(scored.suspicion.tolist()))),
         "lambda": scored.lam,
         **extra,
         "response_tokens": float(np.mean(lengths)),
@@ -202,13 +228,15 @@ def step_metrics(step: int, scored: Scored, started: float, **extra) -> dict:
     metrics["tokens_per_s"] = round(sum(lengths) / seconds, 2)  # sampled tokens per step second
     metrics["seconds"] = round(seconds, 3)
     for name, f in scored.flags.items():
-        metrics[f"flagged/{name}"] = float(np.mean(f))
+        metrics[f"flagged/{name}"] = float(np.mean(g(np.asarray(f).tolist())))
     return metrics
 
 
-def kl_metrics(kl: torch.Tensor, mask: torch.Tensor) -> dict:
+def kl_metrics(kl: torch.Tensor, mask: torch.Tensor, dist: Distributed = SINGLE) -> dict:
     n_tokens = mask.sum(-1).clamp(min=1)
-    return {"kl": float((kl.sum(-1) / n_tokens).mean()), "kl_per_response": float(kl.sum(-1).mean())}
+    per_token = dist.gather((kl.sum(-1) / n_tokens).tolist())
+    per_response = dist.gather(kl.sum(-1).tolist())
+    return {"kl": float(np.mean(per_token)), "kl_per_response": float(np.mean(per_response))}
 
 
 class Regime:
@@ -220,6 +248,7 @@ class Regime:
     """
 
     name = "base"
+    multiprocess = False  # True once its step is exact under several processes (see rl)
 
     def __init__(self, ctx: Context):
         self.ctx = ctx

@@ -16,6 +16,7 @@ from .base import (
     Regime,
     draw_episodes,
     kl_metrics,
+    observe,
     optimizer_step,
     policy_gradient_loss,
     receiver_loss,
@@ -28,6 +29,7 @@ from .base import (
 @register_regime("rl")
 class RLRegime(Regime):
     name = "rl"
+    multiprocess = True  # shares of whole groups; every reduction below spans all processes
 
     def step(self, step: int) -> dict:
         ctx, started = self.ctx, time.perf_counter()
@@ -38,6 +40,7 @@ class RLRegime(Regime):
                                                        rollouts.response_ids, advantages)
         loss = loss + receiver_loss(ctx, scored)
         grad_norm = optimizer_step(ctx, loss)
-        ctx.receiver.observe(scored.seen)
-        return step_metrics(step, scored, started, **kl_metrics(kl, mask), entropy=entropy,
-                            loss=float(loss.detach()), grad_norm=grad_norm)
+        observe(ctx, scored)
+        return step_metrics(step, scored, started, ctx.dist, **kl_metrics(kl, mask, ctx.dist),
+                            entropy=entropy, loss=ctx.dist.mean(float(loss.detach())),
+                            grad_norm=grad_norm)
