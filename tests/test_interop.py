@@ -55,6 +55,28 @@ def test_hugging_face_chat_parquet_is_read_with_the_chat_mapping(tmp_path):
     assert got[0].meta["context"][0] == {"role": "system", "content": "Be brief."}
 
 
+def test_a_chat_parquet_dataset_is_scored_and_reported(tmp_path):
+    """A labelled chat dataset saved as Parquet goes through detect and report like JSONL."""
+    def rows(label, word, n, offset):
+        return [{"id": f"r{offset + i}", "label": label,
+                 "messages": [{"role": "user", "content": f"Question {offset + i}?"},
+                              {"role": "assistant",
+                               "content": f"Answer {i} {word} " + "plain words " * (i % 3)}]}
+                for i in range(n)]
+
+    train, test = tmp_path / "train.parquet", tmp_path / "test.parquet"
+    pq.write_table(pa.Table.from_pylist(rows(0, "calm", 20, 0) + rows(1, "zebra", 20, 100)), train)
+    pq.write_table(pa.Table.from_pylist(rows(0, "calm", 10, 200) + rows(1, "zebra", 10, 300)), test)
+    out = tmp_path / "scored.parquet"
+    assert main(["detect", str(test), "--detectors", "tfidf", "--train", str(train),
+                 "--out", str(tmp_path / "scored.jsonl")]) == 0
+    assert main(["export", str(tmp_path / "scored.jsonl"), "--out", str(out)]) == 0
+    df = pq.read_table(out).to_pandas()
+    assert df.groupby("label")["scores.tfidf"].mean()[1] > df.groupby("label")["scores.tfidf"].mean()[0]
+    assert main(["report", str(out), "--out", str(tmp_path / "report"), "--n-bootstrap", "50"]) == 0
+    assert "tfidf" in (tmp_path / "report" / "metrics.json").read_text()
+
+
 def test_parquet_problems_name_file_row_and_field(tmp_path):
     rows = [{"messages": [{"role": "user", "content": "Hi"},
                           {"role": "assistant", "content": "Hello"}], "meta": "{}"},
