@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import timedelta
 
 import torch
+
+WAIT_HOURS = 6  # how long a process waits for the others at a collective (evaluation included)
 
 
 class Distributed:
@@ -30,8 +33,11 @@ class Distributed:
         if self.world > 1:
             from accelerate import PartialState
 
-            # without CUDA, accelerate must be told it is a CPU job to join the gloo group
-            self._state = PartialState(cpu=not torch.cuda.is_available())
+            # without CUDA, accelerate must be told it is a CPU job to join the gloo group; the
+            # other processes wait while the main one evaluates and measures, which on a big
+            # model can outlast the default 30-minute collective timeout
+            self._state = PartialState(cpu=not torch.cuda.is_available(),
+                                       timeout=timedelta(hours=WAIT_HOURS))
             self.rank, self.world = self._state.process_index, self._state.num_processes
             self.device = self._state.device
 
