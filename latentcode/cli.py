@@ -63,12 +63,11 @@ def _id_prefix(name: str, args: argparse.Namespace) -> str:
     return f"{name}-{args.half}-s{args.seed}" if args.half else f"{name}-s{args.seed}"
 
 
-def _generate_on_ray(args: argparse.Namespace, make, dtype: str | None = None):
+def _generate_on_ray(args: argparse.Namespace, make, dtype: str = "float32"):
     """``make(lm, rows)`` over all ``args.n`` rows on a pool of Ray actors (``--engine ray``)."""
-    from .ray_engine import cluster_summary, generate_on_ray, require_ray
+    from .ray_engine import cluster_summary, generate_on_ray
 
-    require_ray()
-    print(cluster_summary())
+    print(cluster_summary())  # joins or starts the cluster; names the extra when ray is missing
     return generate_on_ray(make, args.n, model=args.model, device=args.device, dtype=dtype,
                            actors=args.actors, batch_size=args.batch_size)
 
@@ -83,8 +82,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         sample_clean, prompts=prompts, n=args.n, max_new_tokens=args.max_new_tokens,
         temperature=args.temperature, top_p=args.top_p, seed=args.seed,
         batch_size=args.batch_size, id_prefix=_id_prefix("clean", args))
-    started = time.perf_counter()
     if args.engine == "ray":
+        started = time.perf_counter()
         transcripts = _generate_on_ray(args, lambda lm, rows: make(lm, rows=rows, progress=False))
     else:
         lm = load_lm(args.model, device=args.device)

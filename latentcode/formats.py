@@ -142,9 +142,7 @@ def _inspect_records(path: str | os.PathLike) -> Iterator[Record]:
         task, model = header.eval.task, header.eval.model
         for position, sample in enumerate(samples, start=1):
             yield position, _from_inspect_sample(sample, name, position, task, model, epochs)
-    except Exception as err:  # inspect's own reader: a corrupt or foreign file
-        if isinstance(err, MissingExtraError):
-            raise
+    except Exception as err:  # noqa: BLE001 (inspect's own reader: a corrupt or foreign file)
         yield 0, LineError(name, 0, "(file)", f"inspect_ai could not read this log: {err}")
 
 

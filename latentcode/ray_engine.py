@@ -84,16 +84,6 @@ def pack_detector(detector) -> dict[str, bytes]:
         return {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file()}
 
 
-def _load_lm(model: str | None, device: str | None):
-    from .lm import load_lm
-
-    if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return load_lm(model, device=device)
-
-
 class ScoringActor:
     """One Ray actor: loads the model and the fitted detectors once, then scores batches."""
 
@@ -101,7 +91,9 @@ class ScoringActor:
                  device: str | None, needs_lm: bool):
         from detectors import load_detector
 
-        self.lm = _load_lm(model, device) if needs_lm else None
+        from .lm import load_lm
+
+        self.lm = load_lm(model, device=device) if needs_lm else None  # its device rule
         self._tmp = tempfile.TemporaryDirectory(prefix="latentcode-detectors-")
         self.detectors = {}
         for name, files in packed.items():
@@ -141,27 +133,34 @@ def score_on_ray(transcripts: Sequence[Transcript], fitted: Sequence, *, model: 
                  batch_size: int = 64) -> tuple[dict[str, np.ndarray], int]:
     """Each fitted detector's scores for ``transcripts``, in input order, from a Ray actor pool,
     and the number of cluster nodes whose actors did the scoring."""
-    ray = init_ray()
     if actors < 1:
         raise ValueError(f"actors must be at least 1, got {actors}")
     packed = {d.name: pack_detector(d) for d in fitted}
     needs_lm = any(getattr(d, "needs_lm", False) for d in fitted)
     rows = [{"row": i, "record": dumps(t.to_dict())} for i, t in enumerate(transcripts)]
-    dataset = ray.data.from_items(rows, override_num_blocks=max(actors, -(-len(rows) // batch_size)))
-    scored = dataset.map_batches(
-        ScoringActor, fn_constructor_kwargs={"packed": packed, "model": model, "device": device,
-                                             "needs_lm": needs_lm},
-        batch_size=batch_size, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=1, num_gpus=gpu_share(actors))
-    return _in_order(scored, len(rows), [d.name for d in fitted])
+    batches = _map_on_actors(rows, ScoringActor, {"packed": packed, "model": model,
+                                                  "device": device, "needs_lm": needs_lm},
+                             actors, batch_size)
+    return _in_order(batches, len(rows), [d.name for d in fitted])
 
 
-def _in_order(dataset, n: int, names: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
+def _map_on_actors(rows: list[dict], actor: type, kwargs: dict, actors: int, batch_size: int):
+    """``rows`` as a Ray dataset mapped by a pool of ``actors`` instances of ``actor`` (one CPU,
+    and a share of the GPUs, each): the output batches, as numpy columns."""
+    ray = init_ray()
+    dataset = ray.data.from_items(rows,
+                                  override_num_blocks=max(actors, -(-len(rows) // batch_size)))
+    mapped = dataset.map_batches(
+        actor, fn_constructor_kwargs=kwargs, batch_size=batch_size, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1, num_gpus=gpu_share(actors))
+    return mapped.iter_batches(batch_size=None, batch_format="numpy")
+
+
+def _in_order(batches, n: int, names: Sequence[str]) -> tuple[dict[str, np.ndarray], int]:
     out = {name: np.full(n, np.nan) for name in names}
     seen = np.zeros(n, dtype=bool)
     nodes: set[str] = set()
-    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in batches:
         rows = batch["row"]
         seen[rows] = True
         nodes.update(batch["node"].tolist())
@@ -179,14 +178,12 @@ class GeneratingActor:
     """One Ray actor: loads the model once, then makes the transcripts of the rows it is given
     (``make(lm, rows)`` returns them in row order)."""
 
-    def __init__(self, make: Callable, model: str | None, device: str | None, dtype: str | None):
+    def __init__(self, make: Callable, model: str | None, device: str | None, dtype: str):
         import torch
 
         from .lm import load_lm
 
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.lm = load_lm(model, device=device, **({"dtype": getattr(torch, dtype)} if dtype else {}))
+        self.lm = load_lm(model, device=device, dtype=getattr(torch, dtype))
         self.make = make
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -197,22 +194,16 @@ class GeneratingActor:
 
 
 def generate_on_ray(make: Callable, n: int, *, model: str | None, device: str | None = None,
-                    dtype: str | None = None, actors: int = 2,
+                    dtype: str = "float32", actors: int = 2,
                     batch_size: int = 16) -> list[Transcript]:
     """``make(lm, rows)`` run over ``range(n)`` in shards on a Ray actor pool; the transcripts
     come back in row order. ``make`` must give row ``i`` the same text wherever it runs
     (seeded per row, as ``sample_clean`` and the codecs are)."""
-    ray = init_ray()
-    dataset = ray.data.from_items([{"row": i} for i in range(n)],
-                                  override_num_blocks=max(actors, -(-n // batch_size)))
-    made = dataset.map_batches(
-        GeneratingActor, fn_constructor_kwargs={"make": make, "model": model, "device": device,
-                                                "dtype": dtype},
-        batch_size=batch_size, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
-        num_gpus=gpu_share(actors))
+    batches = _map_on_actors([{"row": i} for i in range(n)], GeneratingActor,
+                             {"make": make, "model": model, "device": device, "dtype": dtype},
+                             actors, batch_size)
     records: list[str | None] = [None] * n
-    for batch in made.iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in batches:
         for row, record in zip(batch["row"], batch["record"]):
             records[int(row)] = record
     missing = [i for i, r in enumerate(records) if r is None]

@@ -25,8 +25,10 @@ WAIT_HOURS = 6  # how long a process waits for the others at a collective (evalu
 
 
 class Distributed:
-    def __init__(self):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+    def __init__(self, from_launcher: bool = True):
+        """The processes ``accelerate launch`` (or torchrun) started, read from the environment;
+        with ``from_launcher=False``, this process alone."""
+        self.world = int(os.environ.get("WORLD_SIZE", "1")) if from_launcher else 1
         self.rank = 0
         self.device = None  # None: load_lm picks (CUDA when present)
         self._state = None
@@ -85,5 +87,4 @@ class Distributed:
             self._state.wait_for_everyone()
 
 
-SINGLE = Distributed.__new__(Distributed)
-SINGLE.world, SINGLE.rank, SINGLE.device, SINGLE._state = 1, 0, None, None
+SINGLE = Distributed(from_launcher=False)
