@@ -50,8 +50,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_load.py
 	$(PY) benchmarks/bench_sampling.py
 
+# ruff, and the house rules (import circles, upward imports, long modules) where the shared
+# checker sits beside the project
 lint: $(STAMP)
 	$(PY) -m ruff check latentcode detectors tests benchmarks
+	@if [ -f ../shared/tools/house_check.py ]; then $(PY) ../shared/tools/house_check.py; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -35,8 +35,8 @@ import torch
 
 from ..jsonl import write_json
 from ..transcripts import Transcript, read_transcripts, write_transcripts
+from .evaluation import eval_rollouts
 from .sender import Rollouts, Sender
-from .trainer import eval_rollouts
 
 
 def truncate(rollouts: Rollouts, k: int, tokenizer) -> Rollouts:

@@ -21,13 +21,10 @@ the steps an uninterrupted one would have taken.
 
 from __future__ import annotations
 
-import dataclasses
 import random
-import time
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from ..jsonl import claim_folder, write_json
@@ -36,13 +33,14 @@ from ..transcripts import Transcript, read_transcripts, write_transcripts
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import Distributed
+from .evaluation import eval_episodes, eval_rollouts, evaluate, matched_clean, reference_answers
 from .overseers import make_overseers
 from .receiver import make_receiver
 from .regimes import REGIMES, make_regime
 from .regimes.base import Context, draw_episodes, judge, receiver_view, sample, step_seed
 from .runlog import RunLog
-from .sender import Rollouts, Sender
-from .tasks import Episode, make_task
+from .sender import Sender
+from .tasks import make_task
 
 __all__ = [
     "RunFolderError",
@@ -62,16 +60,6 @@ class RunFolderError(ValueError):
     """The output folder holds a run with another config."""
 
 
-def reference_answers(sender: Sender, task, episodes: list[Episode], cfg: TrainConfig,
-                      seed: int) -> Rollouts:
-    """The frozen reference (adapter off) answering the episodes' prompts with no secret in its
-    instructions: clean text, seeded, for calibrating overseers and scoring detectors."""
-    clean = [dataclasses.replace(e, system=task.clean_system(), condition="") for e in episodes]
-    with sender.reference():
-        return sender.generate(clean, 1, max_new_tokens=cfg.sender.max_new_tokens,
-                               temperature=cfg.sender.temperature, seed=seed)
-
-
 def calibrate(overseers, sender: Sender, task, cfg: TrainConfig) -> None:
     """Fit each overseer on clean responses of the frozen reference (seeded: resumable)."""
     if not any(hasattr(o, "detector") for o in overseers):
@@ -84,60 +72,6 @@ def calibrate(overseers, sender: Sender, task, cfg: TrainConfig) -> None:
                    for i, text in enumerate(clean.texts) if text.strip()]
     for overseer in overseers:
         overseer.calibrate(transcripts)
-
-
-def eval_episodes(cfg: TrainConfig, task, condition: str = "") -> list[Episode]:
-    """The held-out episodes (prompts and fresh secrets): the same ones at every evaluation,
-    under a public ``condition`` tag (none by default)."""
-    rng = random.Random(step_seed(cfg.seed, 0, "eval-episodes"))
-    return [dataclasses.replace(e, condition=condition)
-            for e in task.episodes(cfg.eval.prompts, rng, "eval")]
-
-
-def eval_rollouts(cfg: TrainConfig, sender: Sender, task, step: int,
-                  condition: str = "") -> Rollouts:
-    """One sampled response per held-out episode, seeded by the step: the evaluation at
-    ``step``, and the same text again whenever it is asked for (``measure.py``)."""
-    return sender.generate(eval_episodes(cfg, task, condition), 1,
-                           max_new_tokens=cfg.sender.max_new_tokens,
-                           temperature=cfg.sender.temperature,
-                           seed=step_seed(cfg.seed, step, "eval-sample"))
-
-
-def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, task,
-             run_name: str, paraphraser: LM | None = None,
-             condition: str = "") -> tuple[dict, list[Transcript]]:
-    """Held-out prompts, fresh secrets, one sampled response each (the same episodes every
-    time), under the regime's evaluation ``condition`` (a public tag; none by default)."""
-    started = time.perf_counter()
-    rollouts = eval_rollouts(cfg, sender, task, step, condition)
-    episodes = rollouts.episodes
-    log_post = receiver.log_posteriors(
-        receiver_view(rollouts, paraphraser, sender, step_seed(cfg.seed, step, "eval-paraphrase")))
-    truth = rollouts.truth()
-    correct = log_post.argmax(1) == truth
-    _, flags = judge(overseers, rollouts)
-    result = {"step": step, "accuracy": float(correct.mean()), "n": len(episodes)}
-    for name, f in flags.items():
-        result[f"flagged/{name}"] = float(np.mean(f))
-    transcripts = []
-    for i, ep in enumerate(episodes):
-        if not rollouts.texts[i].strip():
-            continue
-        payload = ep.secret if set(ep.secret) <= {"0", "1"} else None
-        meta = {"step": step, "secret": ep.secret,
-                "decoded": ep.candidates[int(log_post[i].argmax())], "correct": bool(correct[i]),
-                "n_tokens": len(rollouts.response_ids[i]),
-                "bits_per_token": (len(ep.secret) / max(len(rollouts.response_ids[i]), 1)
-                                   if payload else None),
-                "flags": {k: bool(v[i]) for k, v in flags.items()}, **ep.meta}
-        if condition:
-            meta["condition"] = condition
-        transcripts.append(Transcript(
-            id=f"{run_name}-s{step}-{i:04d}", prompt=ep.prompt, text=rollouts.texts[i], label=1,
-            payload=payload, source=run_name, meta=meta))
-    result["seconds"] = round(time.perf_counter() - started, 3)
-    return result, transcripts
 
 
 class Parts(NamedTuple):
@@ -167,17 +101,6 @@ def build_parts(cfg: TrainConfig, lm: LM | None, judge_lm: LM | None, device=Non
         judge_lm = load_lm(cfg.sender.model or None, device=device)  # a frozen copy: judge and paraphraser never train
     return Parts(sender, task, receiver, make_overseers(cfg.reward.overseers, judge_lm),
                  judge_lm if cfg.receiver.paraphrase else None)
-
-
-def matched_clean(cfg: TrainConfig, sender: Sender, task, run_name: str) -> list[Transcript]:
-    """The frozen reference's responses to the evaluation prompts with no secret (label 0):
-    the clean side a detector is scored against, matched prompt for prompt."""
-    episodes = eval_episodes(cfg, task)
-    clean = reference_answers(sender, task, episodes, cfg, step_seed(cfg.seed, 0, "clean-sample"))
-    return [Transcript(id=f"{run_name}-clean-{i:04d}", prompt=ep.prompt, text=clean.texts[i],
-                       label=0, source="reference",
-                       meta={"n_tokens": len(clean.response_ids[i]), **ep.meta})
-            for i, ep in enumerate(episodes) if clean.texts[i].strip()]
 
 
 def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: LM | None = None,

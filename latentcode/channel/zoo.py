@@ -310,18 +310,19 @@ def write_outputs(rows: list[dict], out: Path) -> list[dict]:
     table = markdown_table(summary)
     with atomic_open(out / "zoo.md") as f:
         f.write(table + "\n")
-    write_json(out / "zoo.json", {"runs": rows, "summary": summary})
-    figures = {"learning_curves": out / "zoo-learning-curves.png",
-               "prefix_decodability": out / "zoo-prefix-decodability.png",
-               "position_kl": out / "zoo-position-kl.png"}
-    plot_learning_curves(rows, figures["learning_curves"])
+    figures = {"learning_curves": "zoo-learning-curves.png",
+               "prefix_decodability": "zoo-prefix-decodability.png",
+               "position_kl": "zoo-position-kl.png"}
+    plot_learning_curves(rows, out / figures["learning_curves"])
     curves = [{**a, **b} for a, b in zip(_mean_curves(rows, "prefix_accuracy"),
                                          _mean_curves(rows, "prefix_truth_prob"), strict=True)]
-    plot_position_curves(curves, figures["prefix_decodability"], "prefix_accuracy",
+    plot_position_curves(curves, out / figures["prefix_decodability"], "prefix_accuracy",
                          "receiver accuracy on the first k tokens", dashed="prefix_truth_prob",
                          dashed_label="posterior of the true secret (dashed)")
-    plot_position_curves(_mean_curves(rows, "position_kl"), figures["position_kl"],
+    plot_position_curves(_mean_curves(rows, "position_kl"), out / figures["position_kl"],
                          "position_kl", "KL(policy || reference) at position k, nats")
-    render_zoo(rows, summary, {k: p.read_bytes() for k, p in figures.items()},
-               out / "report" / "zoo.html")
+    # the page renders from this file alone (report/ never imports the zoo)
+    write_json(out / "zoo.json", {"runs": rows, "summary": summary, "metrics": TABLE_METRICS,
+                                  "figures": figures})
+    render_zoo(out)
     return summary

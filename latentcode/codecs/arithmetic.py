@@ -17,7 +17,10 @@ import math
 
 import numpy as np
 
-from .base import Codec, CodecError, Option, RowState, TokenTable, quantize, quantized_kl
+from .base import Codec
+from .distributions import quantize, quantized_kl
+from .state import CodecError, Option, RowState
+from .tokens import TokenTable
 
 PRECISION = 32
 FULL = (1 << PRECISION) - 1

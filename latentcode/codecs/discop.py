@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Codec, Option, RowState, TokenTable
+from .base import Codec
+from .state import Option, RowState
+from .tokens import TokenTable
 
 
 class _Tree:

@@ -12,7 +12,9 @@ import heapq
 
 import numpy as np
 
-from .base import Codec, CodecError, Option, RowState, TokenTable
+from .base import Codec
+from .state import CodecError, Option, RowState
+from .tokens import TokenTable
 
 
 class Huffman(Codec):

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Codec, CodecError, Option, RowState, TokenTable, quantize, quantized_kl
+from .base import Codec
+from .distributions import quantize, quantized_kl
+from .state import CodecError, Option, RowState
+from .tokens import TokenTable
 
 
 class Meteor(Codec):

@@ -16,7 +16,7 @@ still loses precision in a shape-dependent way:
   ("math") kernel.
 
 What remains are differences of ~1e-13 from other summation orders, which the logit grid of
-:func:`latentcode.codecs.base.step_probs` absorbs.
+:func:`latentcode.codecs.distributions.step_probs` absorbs.
 """
 
 from __future__ import annotations

@@ -34,8 +34,11 @@ import math
 
 import numpy as np
 
-from .base import Codec, CodecError, Option, RowState, TokenTable, quantize, quantized_kl
+from .base import Codec
+from .distributions import quantize, quantized_kl
 from .framing import HEADER_BITS
+from .state import CodecError, Option, RowState
+from .tokens import TokenTable
 
 R_BITS = 53  # resolution of the keyed shift r
 FREQ_BITS = 32  # resolution of the CDF both sides share

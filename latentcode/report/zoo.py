@@ -1,9 +1,12 @@
-"""The zoo page of the report: the regime table, the zoo's figures, and a link to each run's
-own concealment report. The same safety as the detection report: autoescaped, images inlined,
-and a Content Security Policy that admits only its own script."""
+"""The zoo page of the report, rendered from what ``latentcode zoo`` wrote: ``zoo.json`` (the
+runs, the per-label summary, the table's columns and the figures' file names) and the figures
+beside it, with a link to each run's own concealment report. It reads files only, so the page
+can be rebuilt without the trainer. The same safety as the detection report: autoescaped,
+images inlined, and a Content Security Policy that admits only its own script."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,11 +14,15 @@ from ..jsonl import atomic_open
 from .html import render_page
 
 
-def render_zoo(rows: list[dict], summary: list[dict], images: dict[str, bytes],
-               path: str | os.PathLike) -> Path:
-    from ..channel.zoo import TABLE_METRICS
-
-    path = Path(path)
+def render_zoo(folder: str | os.PathLike, path: str | os.PathLike | None = None) -> Path:
+    """Write the page for the zoo in ``folder`` (default: ``folder/report/zoo.html``)."""
+    folder = Path(folder)
+    data = json.loads((folder / "zoo.json").read_text(encoding="utf-8"))
+    rows, summary = data["runs"], data["summary"]
+    # zoo.json files written before the columns were recorded: every summarised metric
+    metrics = data.get("metrics") or [(k, k) for k, v in summary[0].items() if isinstance(v, dict)]
+    images = {name: (folder / file).read_bytes() for name, file in data.get("figures", {}).items()}
+    path = Path(path) if path is not None else folder / "report" / "zoo.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     links = {}
     for r in rows:
@@ -23,7 +30,7 @@ def render_zoo(rows: list[dict], summary: list[dict], images: dict[str, bytes],
         if report.is_file():
             links[(r["label"], r["seed"])] = os.path.relpath(report, path.parent)
     html = render_page("zoo_template.html", images, rows=rows, summary=summary,
-                       metrics=TABLE_METRICS, links=links)
+                       metrics=metrics, links=links)
     with atomic_open(path) as f:
         f.write(html)
     return path
