@@ -19,9 +19,7 @@ def render_zoo(folder: str | os.PathLike, path: str | os.PathLike | None = None)
     folder = Path(folder)
     data = json.loads((folder / "zoo.json").read_text(encoding="utf-8"))
     rows, summary = data["runs"], data["summary"]
-    # zoo.json files written before the columns were recorded: every summarised metric
-    metrics = data.get("metrics") or [(k, k) for k, v in summary[0].items() if isinstance(v, dict)]
-    images = {name: (folder / file).read_bytes() for name, file in data.get("figures", {}).items()}
+    images = {name: (folder / file).read_bytes() for name, file in data["figures"].items()}
     path = Path(path) if path is not None else folder / "report" / "zoo.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     links = {}
@@ -30,7 +28,7 @@ def render_zoo(folder: str | os.PathLike, path: str | os.PathLike | None = None)
         if report.is_file():
             links[(r["label"], r["seed"])] = os.path.relpath(report, path.parent)
     html = render_page("zoo_template.html", images, rows=rows, summary=summary,
-                       metrics=metrics, links=links)
+                       metrics=data["metrics"], links=links)
     with atomic_open(path) as f:
         f.write(html)
     return path
