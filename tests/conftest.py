@@ -1,5 +1,6 @@
-"""Shared fixtures: one tiny random model and one embedded model per test session, and the
-tiny model saved as a local checkpoint folder (for code that loads a model by path)."""
+"""Shared fixtures: one tiny random model and one embedded model (in float32 and, for codecs,
+in float64) per test session, and the tiny model saved as a local checkpoint folder (for code
+that loads a model by path)."""
 
 import os
 
@@ -21,6 +22,17 @@ def embedded():
     from latentcode.lm import load_lm
 
     return load_lm()
+
+
+@pytest.fixture(scope="session")
+def embedded64():
+    """The embedded model in float64, as codecs run it: a second copy, so that no test has to
+    cast the shared one back and forth."""
+    import torch
+
+    from latentcode.lm import load_lm
+
+    return load_lm(dtype=torch.float64)
 
 
 @pytest.fixture

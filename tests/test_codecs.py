@@ -118,38 +118,53 @@ def test_huffman_is_not_zero_kl():
     assert st.kl > 0.01  # codes of length 1, 2, 3, 3 send 0.5/0.25/0.125/0.125
 
 
-@pytest.mark.embedded
-@pytest.mark.parametrize("name", sorted(CODECS))
-def test_round_trip_and_bad_input_on_the_embedded_model(embedded, name):
-    """A few dozen payloads through the text; wrong key, another codec's text, truncated text."""
+ROUND_TRIP_IDS = [f"rt-{i:02d}" for i in range(24)]
+
+
+@pytest.fixture(scope="module")
+def round_trip_transcripts(embedded64):
+    """Each codec's 24 transcripts, encoded once and under the same ids for every codec, so
+    that one codec's text is another's foreign text with the very nonce its receiver expects."""
     from latentcode.prompts import read_prompts
 
-    lm = embedded
-    lm.model.double()
-    try:
-        codec = make_codec(name)
-        prompts = [p.prompt for p in read_prompts()[::40]][:8] * 3
-        payloads = random_payloads(len(prompts), 24, seed=5)
-        transcripts = codec.encode(lm, prompts, payloads, KEY, max_new_tokens=100, batch_size=24)
-        for t, payload in zip(transcripts, payloads):
-            assert t.meta["complete"] and t.meta["bits_embedded"] == 24 + 56
-            assert (t.meta["kl_nats"] == 0.0) == (name == "discop")
-            if name == "sparsamp":  # the 2**-32 rounding both sides share
-                assert t.meta["kl_nats"] < 1e-5 * t.meta["embedding_tokens"]
-            result = codec.decode(lm, t, KEY)
-            assert result.status == "ok" and result.bits == payload, result.message
-        victim = transcripts[0]
-        wrong = codec.decode(lm, victim, b"another key")
-        assert wrong.status == "failed" and wrong.bits is None
-        other = next(n for n in sorted(CODECS) if n != name)
-        foreign = make_codec(other).encode(lm, prompts[:1], payloads[:1], KEY, ids=[victim.id],
-                                           max_new_tokens=100)[0]
-        assert codec.decode(lm, foreign, KEY).bits is None
-        short = dataclasses.replace(victim, text=victim.text[:10])
-        cut = codec.decode(lm, short, KEY)
-        assert cut.status in ("partial", "failed") and cut.bits is None
-    finally:
-        lm.model.float()
+    prompts = [p.prompt for p in read_prompts()[::40]][:8] * 3
+    payloads = random_payloads(len(prompts), 24, seed=5)
+    cache = {}
+
+    def encoded(name):
+        if name not in cache:
+            cache[name] = make_codec(name).encode(embedded64, prompts, payloads, KEY,
+                                                  ids=ROUND_TRIP_IDS, max_new_tokens=100,
+                                                  batch_size=24)
+        return cache[name], payloads
+
+    return encoded
+
+
+@pytest.mark.embedded
+@pytest.mark.parametrize("name", sorted(CODECS))
+def test_round_trip_and_bad_input_on_the_embedded_model(embedded64, round_trip_transcripts, name):
+    """A few dozen payloads through the text; wrong key, another codec's text, truncated text."""
+    lm = embedded64
+    codec = make_codec(name)
+    transcripts, payloads = round_trip_transcripts(name)
+    for t, payload in zip(transcripts, payloads):
+        assert t.meta["complete"] and t.meta["bits_embedded"] == 24 + 56
+        assert (t.meta["kl_nats"] == 0.0) == (name == "discop")
+        if name == "sparsamp":  # the 2**-32 rounding both sides share
+            assert t.meta["kl_nats"] < 1e-5 * t.meta["embedding_tokens"]
+        result = codec.decode(lm, t, KEY)
+        assert result.status == "ok" and result.bits == payload, result.message
+    victim = transcripts[0]
+    wrong = codec.decode(lm, victim, b"another key")
+    assert wrong.status == "failed" and wrong.bits is None
+    other = sorted(CODECS)[(sorted(CODECS).index(name) + 1) % len(CODECS)]
+    foreign = round_trip_transcripts(other)[0][0]
+    assert foreign.id == victim.id and foreign.text != victim.text
+    assert codec.decode(lm, foreign, KEY).bits is None
+    short = dataclasses.replace(victim, text=victim.text[:10])
+    cut = codec.decode(lm, short, KEY)
+    assert cut.status in ("partial", "failed") and cut.bits is None
 
 
 @pytest.mark.embedded
@@ -191,7 +206,7 @@ def test_keep_float64_turns_only_float64_to_float32_casts_into_no_ops():
 
 
 @pytest.mark.embedded
-def test_padded_batch_and_single_row_logits_agree_inside_exact_forward(embedded):
+def test_padded_batch_and_single_row_logits_agree_inside_exact_forward(embedded64):
     """SmolLM2's RMSNorm casts to float32: outside exact_forward a padded row and the same row
     alone differ by ~1e-5 in float64 logits on this prompt, inside by ~1e-12."""
     import torch
@@ -200,40 +215,32 @@ def test_padded_batch_and_single_row_logits_agree_inside_exact_forward(embedded)
     from latentcode.generation import left_pad
     from latentcode.prompts import read_prompts
 
-    lm = embedded
-    lm.model.double()
-    try:
-        prompts = [p.prompt for p in read_prompts()[1::8]]
-        ids = lm.prompt_ids([prompts[21], prompts[21] + " Please answer in detail, step by step."])
-        assert len(ids[1]) > len(ids[0])
-        x, mask = left_pad(ids, lm.tokenizer.pad_token_id, "cpu")
-        with exact_forward(), torch.inference_mode():
-            batched = lm.model(input_ids=x, attention_mask=mask,
-                               position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[0, -1]
-            alone = lm.model(input_ids=torch.tensor(ids[:1])).logits[0, -1]
-        assert (batched - alone).abs().max().item() < 1e-9
-    finally:
-        lm.model.float()
+    lm = embedded64
+    prompts = [p.prompt for p in read_prompts()[1::8]]
+    ids = lm.prompt_ids([prompts[21], prompts[21] + " Please answer in detail, step by step."])
+    assert len(ids[1]) > len(ids[0])
+    x, mask = left_pad(ids, lm.tokenizer.pad_token_id, "cpu")
+    with exact_forward(), torch.inference_mode():
+        batched = lm.model(input_ids=x, attention_mask=mask,
+                           position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[0, -1]
+        alone = lm.model(input_ids=torch.tensor(ids[:1])).logits[0, -1]
+    assert (batched - alone).abs().max().item() < 1e-9
 
 
 @pytest.mark.embedded
-def test_sparsamp_reading_near_the_end_of_a_long_block_is_not_pruned(embedded):
+def test_sparsamp_reading_near_the_end_of_a_long_block_is_not_pruned(embedded64):
     """Regression: a 96-bit block ends with the text; its bits count only when it is decoded,
     so the receiver must count what the unfinished block already pins down before it judges
     that the frame cannot fit in the remaining text (here the tokenizer's reading is wrong at
     ``'s`` and the search has to come back to this prompt's end)."""
     from latentcode.prompts import read_prompts
 
-    lm = embedded
-    lm.model.double()
-    try:
-        codec = make_codec("sparsamp")
-        prompt = [p.prompt for p in read_prompts()[1::8]][21]
-        payload = random_payloads(40, 64, seed=9)[21]
-        t = codec.encode(lm, [prompt], [payload], b"k2", max_new_tokens=200,
-                         ids=["sparsamp-00021"])[0]
-        assert t.meta["complete"]
-        result = codec.decode(lm, t, b"k2")
-        assert result.status == "ok" and result.bits == payload, result.message
-    finally:
-        lm.model.float()
+    lm = embedded64
+    codec = make_codec("sparsamp")
+    prompt = [p.prompt for p in read_prompts()[1::8]][21]
+    payload = random_payloads(40, 64, seed=9)[21]
+    t = codec.encode(lm, [prompt], [payload], b"k2", max_new_tokens=200,
+                     ids=["sparsamp-00021"])[0]
+    assert t.meta["complete"]
+    result = codec.decode(lm, t, b"k2")
+    assert result.status == "ok" and result.bits == payload, result.message

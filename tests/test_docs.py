@@ -20,7 +20,7 @@ from latentcode.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -73,9 +73,9 @@ def _commands() -> list[tuple[str, list[str]]]:
 def _latentcode_argv(tokens: list[str]) -> list[str] | None:
     """The arguments after `latentcode` (or `-m latentcode`), or None for other commands."""
     for i, token in enumerate(tokens):
-        if token == "latentcode" or token.endswith("/latentcode"):
-            if i == 0 or tokens[i - 1] == "-m":
-                return tokens[i + 1:]
+        is_cli = token == "latentcode" or token.endswith("/latentcode")
+        if is_cli and (i == 0 or tokens[i - 1] == "-m"):
+            return tokens[i + 1:]
     return None
 
 
