@@ -158,7 +158,8 @@ def test_round_trip_and_bad_input_on_the_embedded_model(embedded64, round_trip_t
     victim = transcripts[0]
     wrong = codec.decode(lm, victim, b"another key")
     assert wrong.status == "failed" and wrong.bits is None
-    other = sorted(CODECS)[(sorted(CODECS).index(name) + 1) % len(CODECS)]
+    names = sorted(CODECS)
+    other = names[(names.index(name) + 1) % len(names)]
     foreign = round_trip_transcripts(other)[0][0]
     assert foreign.id == victim.id and foreign.text != victim.text
     assert codec.decode(lm, foreign, KEY).bits is None

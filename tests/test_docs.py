@@ -9,6 +9,7 @@ link (anchors included) lands somewhere.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import re
 import shlex
@@ -24,8 +25,8 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
-def _blocks(page: Path, languages: tuple[str, ...]) -> list[str]:
-    return [body for lang, body in FENCE.findall(page.read_text()) if lang in languages]
+def _python_blocks(page: Path) -> list[str]:
+    return [body for lang, body in FENCE.findall(page.read_text()) if lang == "python"]
 
 
 def _shell_lines(block: str, console: bool) -> list[str]:
@@ -63,10 +64,11 @@ def _expand_loops(lines: list[str]) -> list[str]:
 def _commands() -> list[tuple[str, list[str]]]:
     found = []
     for page in PAGES:
-        for lang in ("bash", "console"):
-            for block in _blocks(page, (lang,)):
-                for line in _expand_loops(_shell_lines(block, console=lang == "console")):
-                    found.append((f"{page.name}: {line}", shlex.split(line, comments=True)))
+        for lang, block in FENCE.findall(page.read_text()):
+            if lang not in ("bash", "console"):
+                continue
+            for line in _expand_loops(_shell_lines(block, console=lang == "console")):
+                found.append((f"{page.name}: {line}", shlex.split(line, comments=True)))
     return found
 
 
@@ -111,7 +113,7 @@ def test_every_script_a_page_runs_exists():
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_python_snippets_compile_and_import_what_exists(page):
-    for block in _blocks(page, ("python",)):
+    for block in _python_blocks(page):
         tree = ast.parse(block)  # a syntax error fails here
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module.split(".")[0] in (
@@ -127,6 +129,7 @@ def _slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+@functools.cache
 def _anchors(page: Path) -> set[str]:
     text = FENCE.sub("", page.read_text())
     return {_slug(line.lstrip("#")) for line in text.splitlines() if line.startswith("#")}
