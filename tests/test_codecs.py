@@ -5,11 +5,14 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 from latentcode.codecs import CODECS, make_codec
 from latentcode.codecs.base import CodecError, RowState, token_table
 from latentcode.codecs.discop import Discop, _Tree
+from latentcode.codecs.distributions import most_likely_first
 from latentcode.codecs.framing import ChannelBits, FrameReader, frame_bits
 from latentcode.payload import KeyedStream, random_payloads
 
@@ -245,3 +248,17 @@ def test_sparsamp_reading_near_the_end_of_a_long_block_is_not_pruned(embedded64)
     assert t.meta["complete"]
     result = codec.decode(lm, t, b"k2")
     assert result.status == "ok" and result.bits == payload, result.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.sampled_from([0.0, 1e-300, 0.1, 0.25, 0.5, 1.0]) | st.floats(0, 1),
+                       min_size=1, max_size=60),
+       k=st.integers(0, 70))
+def test_most_likely_first_is_the_stable_sort_it_replaces(values, k):
+    """The codecs' layouts rest on this order (ties included), so it must equal the plain
+    stable argsort exactly, with or without a top k."""
+    p = np.array(values)
+    tokens = np.flatnonzero(p > 0) if k % 2 else np.arange(len(p))
+    reference = tokens[np.argsort(-p[tokens], kind="stable")]
+    got = most_likely_first(p, tokens, k)
+    assert got.tolist() == (reference[:k] if k else reference).tolist()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Codec
+from .distributions import most_likely_first
 from .state import Option, RowState
 from .tokens import TokenTable
 
@@ -25,8 +26,7 @@ class _Tree:
     """The implicit balanced-mass binary tree over one step's sorted distribution."""
 
     def __init__(self, p: np.ndarray, rng):
-        support = np.flatnonzero(p > 0)
-        self.tokens = support[np.argsort(-p[support], kind="stable")]
+        self.tokens = most_likely_first(p, np.flatnonzero(p > 0))
         self.cum = np.concatenate([[0.0], np.cumsum(p[self.tokens])])
         self._rng, self._r = rng, []
 

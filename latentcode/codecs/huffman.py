@@ -13,6 +13,7 @@ import heapq
 import numpy as np
 
 from .base import Codec
+from .distributions import most_likely_first
 from .state import CodecError, Option, RowState
 from .tokens import TokenTable
 
@@ -31,8 +32,7 @@ class Huffman(Codec):
 
     def codes(self, p: np.ndarray) -> dict[int, str]:
         """Huffman codes of the top-k tokens (ties broken by rank, so both sides agree)."""
-        top = np.flatnonzero(p > 0)
-        top = top[np.argsort(-p[top], kind="stable")][: self.k]
+        top = most_likely_first(p, np.flatnonzero(p > 0), self.k)
         if len(top) == 1:
             return {int(top[0]): ""}
         heap = [(float(p[t]), rank, {int(t): ""}) for rank, t in enumerate(top)]
