@@ -85,14 +85,15 @@ def policy_config(cfg: DemoConfig):
     """The RL harness config of the demo's hiding policy: payload-1bit's recipe, short, with a
     higher learning rate and only the string-match overseer. Measured at 24 steps (4 prompts x 4
     samples): held-out decoding 1.0 on 32 prompts, a crude code that often echoes its
-    instructions; the full recipe (``configs/payload-1bit.toml``) learns a subtler one."""
+    instructions; the full recipe (``configs/payload-1bit.toml``) learns a subtler one. The
+    held-out evaluation uses as many prompts as the demo's test half (32 by default)."""
     from .channel.config import load_config
 
     return load_config(None, {
         "seed": cfg.seed, "sender.model": cfg.model, "sender.max_new_tokens": cfg.max_new_tokens,
         "rl.steps": cfg.policy_steps, "rl.lr": cfg.policy_lr,
         "rl.prompts_per_step": 4, "rl.group_size": 4,
-        "reward.overseers": ["string-match"], "eval.every": cfg.policy_steps, "eval.prompts": 32,
+        "reward.overseers": ["string-match"], "eval.every": cfg.policy_steps, "eval.prompts": cfg.n_test,
         "measure.enabled": False})
 
 

@@ -127,7 +127,9 @@ ROUND_TRIP_IDS = [f"rt-{i:02d}" for i in range(24)]
 @pytest.fixture(scope="module")
 def round_trip_transcripts(embedded64):
     """Each codec's 24 transcripts, encoded once and under the same ids for every codec, so
-    that one codec's text is another's foreign text with the very nonce its receiver expects."""
+    that one codec's text is another's foreign text with the very nonce its receiver expects.
+    72 tokens: the longest frame (meteor's) ends by token 60, and every test asserts that its
+    frame is complete; the receiver stops at the CRC, so the tail after it is never read."""
     from latentcode.prompts import read_prompts
 
     prompts = [p.prompt for p in read_prompts()[::40]][:8] * 3
@@ -137,7 +139,7 @@ def round_trip_transcripts(embedded64):
     def encoded(name):
         if name not in cache:
             cache[name] = make_codec(name).encode(embedded64, prompts, payloads, KEY,
-                                                  ids=ROUND_TRIP_IDS, max_new_tokens=100,
+                                                  ids=ROUND_TRIP_IDS, max_new_tokens=72,
                                                   batch_size=24)
         return cache[name], payloads
 
@@ -262,3 +264,39 @@ def test_most_likely_first_is_the_stable_sort_it_replaces(values, k):
     reference = tokens[np.argsort(-p[tokens], kind="stable")]
     got = most_likely_first(p, tokens, k)
     assert got.tolist() == (reference[:k] if k else reference).tolist()
+
+
+@pytest.mark.parametrize("tree_mask", [True, False])
+def test_speculator_scores_lookahead_tokens_like_plain_forward_passes(tree_mask, monkeypatch):
+    """The receiver's lookahead scores alternative tokens beside its stored guess (one call
+    under a tree mask; one call per token where the attention kernel takes no custom mask):
+    the logits must equal a plain forward over prompt + path + token, and the guess (and,
+    under the tree mask, the cache) must be left as they were."""
+    import torch
+
+    from latentcode.codecs import search
+    from latentcode.lm import tiny_lm
+
+    if not tree_mask:
+        monkeypatch.setattr(search, "TREE_MASKS", ())
+    lm = tiny_lm(seed=3)
+    lm.model.double()
+    text = b"Rivers carve valleys, carry silt and feed the deltas at the sea."
+    prompt = lm.prompt_ids(["Tell me about rivers."])[0]
+    spec = search._Speculator(lm, prompt, token_table(lm), text)
+    with torch.inference_mode():
+        guess = lm.tokenizer(text.decode(), add_special_tokens=False)["input_ids"]
+        spec.logits(guess[:1])  # speculates a chunk of the tokenizer's reading
+        stored_rows, cached = spec.rows.clone(), list(spec.cached)
+        length = spec.cache.get_seq_length()
+        path = guess[:4]
+        tokens = [guess[4], 17, 4000, 17]  # the guessed token, two others, a repeat
+        got = spec.next_logits(path, tokens)
+        assert sorted(got) == sorted(set(tokens))
+        for t in set(tokens):
+            plain = lm.model(input_ids=torch.tensor([prompt + path + [t]])).logits[0, -1]
+            assert (got[t] - plain).abs().max().item() < 1e-9, t
+        if tree_mask:
+            assert spec.cache.get_seq_length() == length and spec.cached == cached
+        assert torch.equal(spec.rows, stored_rows)
+        assert torch.equal(spec.logits(path), stored_rows[len(path) - spec.base])

@@ -79,21 +79,28 @@ def _same_scores(a_path, b_path):
     return a
 
 
-def test_ray_detection_equals_the_local_engine(files, model_folder, local_ray, tmp_path):
-    assert _detect(files, model_folder, tmp_path / "local.jsonl") == 0
+@pytest.fixture(scope="module")
+def local_run(files, model_folder, tmp_path_factory):
+    """The local engine's scores and its fitted detectors (``--save``), which every Ray run is
+    compared against: computed once for the module."""
+    root = tmp_path_factory.mktemp("ray-local")
+    assert _detect(files, model_folder, root / "local.jsonl", "--save", str(root / "fitted")) == 0
+    return root
+
+
+def test_ray_detection_equals_the_local_engine(files, model_folder, local_run, local_ray,
+                                               tmp_path):
     assert _detect(files, model_folder, tmp_path / "ray.jsonl", "--engine", "ray",
                    "--actors", "2", "--batch-size", "32") == 0
-    scored = _same_scores(tmp_path / "local.jsonl", tmp_path / "ray.jsonl")
+    scored = _same_scores(local_run / "local.jsonl", tmp_path / "ray.jsonl")
     assert len(scored) == 300
     config = json.loads((tmp_path / "ray.jsonl.config.json").read_text())
     assert config["engine"] == "ray" and config["actors"] == 2 and config["ray_nodes"] == 1
     # fitted detectors loaded from --load score the same on ray
-    assert _detect(files, model_folder, tmp_path / "fitted.jsonl", "--save",
-                   str(tmp_path / "fitted")) == 0
     assert main(["detect", str(files / "test.jsonl"), "--detectors", DETECTORS, "--load",
-                 str(tmp_path / "fitted"), "--model", str(model_folder), "--engine", "ray",
+                 str(local_run / "fitted"), "--model", str(model_folder), "--engine", "ray",
                  "--actors", "1", "--out", str(tmp_path / "loaded.jsonl")]) == 0
-    _same_scores(tmp_path / "local.jsonl", tmp_path / "loaded.jsonl")
+    _same_scores(local_run / "local.jsonl", tmp_path / "loaded.jsonl")
 
 
 def test_ray_generation_equals_the_local_engine(model_folder, local_ray, tmp_path):
@@ -121,7 +128,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_nodes_started_with_ray_start_share_one_job(files, model_folder, tmp_path):
+def test_two_nodes_started_with_ray_start_share_one_job(files, model_folder, local_run,
+                                                       tmp_path):
     """A head node and a second node on localhost, one CPU each: two actors of one CPU must
     land on both nodes, and the scores still equal the local engine's."""
     if ray.is_initialized():
@@ -149,5 +157,4 @@ def test_two_nodes_started_with_ray_start_share_one_job(files, model_folder, tmp
         subprocess.run([cli, "stop", "--force"], capture_output=True, check=False)
     config = json.loads((tmp_path / "two.jsonl.config.json").read_text())
     assert config["ray_nodes"] == 2
-    assert _detect(files, model_folder, tmp_path / "local.jsonl") == 0
-    _same_scores(tmp_path / "local.jsonl", tmp_path / "two.jsonl")
+    _same_scores(local_run / "local.jsonl", tmp_path / "two.jsonl")

@@ -9,6 +9,7 @@ sides start from identical numbers and make identical choices.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 # Logits are rounded to this grid before anything else (see step_probs): a change of 1e-16
 # relative to a logit of order 10 flips a rounding about once in 10**11 tokens that matter.
@@ -57,8 +58,9 @@ def most_likely_first(p: np.ndarray, tokens: np.ndarray, k: int = 0) -> np.ndarr
         ties = tokens[values == kth][: k - int(above.sum())]
         head = most_likely_first(p, tokens[above])
         return np.concatenate([head, ties])
-    keys = (values + 0.0).view(np.int64)  # + 0.0 turns a -0.0 into 0.0
-    return tokens[np.argsort(-keys, kind="stable")]
+    keys = -(values + 0.0).view(np.int64)  # + 0.0 turns a -0.0 into 0.0
+    # torch's stable sort of int64 is a few times faster than numpy's on a 50k vocabulary
+    return tokens[torch.sort(torch.from_numpy(keys), stable=True).indices.numpy()]
 
 
 def quantize(p: np.ndarray, freq_bits: int, *, by_probability: bool = True,

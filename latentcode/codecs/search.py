@@ -29,6 +29,7 @@ from .tokens import TokenTable, token_table
 # frame asking for more than this many bits per remaining byte is a wrong reading.
 MAX_BITS_PER_BYTE = 18
 LOOKAHEAD = 4  # ambiguous readings ranked by a one-step lookahead (the rest by probability)
+TREE_MASKS = ("sdpa", "eager")  # attention kernels that take a custom 4D mask
 
 
 def search_text(codec, lm: LM, transcript: Transcript, key: bytes, max_backtracks: int,
@@ -52,19 +53,24 @@ def search_text(codec, lm: LM, transcript: Transcript, key: bytes, max_backtrack
         sent that also fit the text; a reading with none is dropped. Options come most
         likely first, and a score never exceeds p(token), so the lookahead stops as soon as
         no later option can beat the best score (the ranking's winner is unchanged)."""
-        scored, best = [], 0.0
-        for i, option in enumerate(options):
-            token, carried, extra = option
+        # after the frame's last bit the sender samples freely: nothing to look ahead at
+        ahead = [i < LOOKAHEAD and cursor + len(table.bytes[token]) < len(text)
+                 and not reader.read(bits + carried)[0]
+                 for i, (token, carried, _) in enumerate(options)]
+        scored, best, logits = [], 0.0, {}
+        for i, (option, looks) in enumerate(zip(options, ahead)):
+            token, _, extra = option
             prior = float(p[token])
-            nxt = cursor + len(table.bytes[token])
-            # after the frame's last bit the sender samples freely: nothing to look ahead at
-            if (i >= LOOKAHEAD or prior <= best or nxt >= len(text)
-                    or reader.read(bits + carried)[0]):
+            if not looks or prior <= best:
                 scored.append((prior, option))
                 continue
+            row = model.stored(path + [token])  # the tokenizer's guess often covers it
+            if row is None and token not in logits:  # one call for every reading that may win
+                logits.update(model.next_logits(path, [
+                    o[0] for o, a in zip(options[i:], ahead[i:]) if a and float(p[o[0]]) > best]))
+            nxt = cursor + len(table.bytes[token])
             child = child_state(state, token, extra)
-            p2 = codec._probs(model.logits(path + [token], speculate=False), child, table,
-                              stop_ids)
+            p2 = codec._probs(logits[token] if row is None else row, child, table, stop_ids)
             follow = codec.decode_step(p2, child, table, text, nxt)
             mass = sum(float(p2[t]) for t, _, _ in follow)
             if mass > 0:
@@ -151,7 +157,8 @@ class _Speculator:
     the receiver runs the model once over a whole chunk of that guess (a matrix product per
     layer instead of one vector product per token) and serves each step's logits from it. When
     a reading leaves the guess, the cache is cropped back to the common prefix and a new chunk
-    is guessed from there. Single-token lookaheads do not disturb the stored guess.
+    is guessed from there. The lookahead's alternative tokens are scored in one call beside the
+    guess (:meth:`next_logits`) and leave both the cache and the stored rows as they were.
     """
 
     CHUNK = 64
@@ -217,13 +224,48 @@ class _Speculator:
             return self.guess[n]
         return None
 
-    def logits(self, path: list[int], *, speculate: bool = True) -> torch.Tensor:
+    def stored(self, path: list[int]) -> torch.Tensor | None:
+        """The logits row after ``path`` when the current guess covers it."""
         n = len(path)
         if self.base <= n < self.base + len(self.rows) and self.guess[:n] == path:
             self.used = max(self.used, n - self.base)
             return self.rows[n - self.base]
-        if not speculate:
-            return self._forward(path, [])[-1]
+        return None
+
+    def next_logits(self, path: list[int], tokens: list[int]) -> dict[int, torch.Tensor]:
+        """Logits after ``path + [t]`` for each ``t``; those the guess does not cover come from
+        one model call that leaves the cache as it was: the tokens sit side by side at the
+        same position, each attending to the prompt, ``path`` and itself only (a tree
+        attention mask, as in speculative decoding's token trees), and are cropped off after.
+        Attention kernels without custom masks (flash attention) get one call per token."""
+        out = {t: row for t in tokens if (row := self.stored(path + [t])) is not None}
+        todo = list(dict.fromkeys(t for t in tokens if t not in out))
+        if not todo:
+            return out
+        if getattr(self.lm.model.config, "_attn_implementation", "eager") not in TREE_MASKS:
+            return out | {t: self._forward(path + [t], [])[-1] for t in todo}
+        n = len(path)
+        if n and self.cached[:n] != path:
+            self._forward(path, [])  # bring the cache to prompt + path (rarely needed)
+        past, start, k = self.cache.get_seq_length(), len(self.prompt) + n, len(todo)
+        dtype = next(self.lm.model.parameters()).dtype
+        mask = torch.full((1, 1, k, past + k), torch.finfo(dtype).min, dtype=dtype)
+        mask[..., :start] = 0
+        mask[0, 0, torch.arange(k), past + torch.arange(k)] = 0
+        device = self.lm.device
+        logits = self.lm.model(input_ids=torch.tensor([todo], device=device),
+                               attention_mask=mask.to(device),
+                               position_ids=torch.full((1, k), start, device=device),
+                               use_cache=True, **cache_kwargs(self.lm.model, self.cache)).logits[0]
+        self.cache.crop(-k)
+        self.computed += k
+        out.update(zip(todo, logits))
+        return out
+
+    def logits(self, path: list[int]) -> torch.Tensor:
+        if (row := self.stored(path)) is not None:
+            return row
+        n = len(path)
         # guesses that keep failing early get shorter, guesses used to the end longer
         if self.used + 1 >= len(self.rows):
             self.chunk = min(self.CHUNK, 2 * self.chunk)
