@@ -35,7 +35,7 @@ class SenderConfig:
     model: str = ""  # empty: the embedded SmolLM2-135M-Instruct
     lora_rank: int = 8
     lora_alpha: int = 16
-    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    lora_targets: list[str] = field(default_factory=list)  # empty: the architecture's default
     max_new_tokens: int = 24
     temperature: float = 1.0
 

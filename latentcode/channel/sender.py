@@ -53,12 +53,17 @@ class Rollouts:
 
 
 class Sender:
-    def __init__(self, lm: LM, *, rank: int = 8, alpha: int = 16,
-                 targets: Sequence[str] = ("q_proj", "v_proj")):
+    def __init__(self, lm: LM, *, rank: int = 8, alpha: int = 16, targets: Sequence[str] = ()):
+        """``targets``: the layers the LoRA adapter wraps; empty: the architecture's default
+        (``lora.py``)."""
         from peft import LoraConfig, get_peft_model
 
-        config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets),
-                            lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
+        from .lora import lora_targets, wraps_conv1d
+
+        modules = lora_targets(lm.model, targets)
+        config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=modules, lora_dropout=0.0,
+                            bias="none", task_type="CAUSAL_LM",
+                            fan_in_fan_out=wraps_conv1d(lm.model, modules))
         with _quiet_peft():
             self._adopt(get_peft_model(lm.model, config), lm)
 
