@@ -136,6 +136,59 @@ def test_resume_after_an_interruption_gives_identical_metrics(tmp_path):
     assert read(tmp_path / "whole", "eval.jsonl") == read(tmp_path / "halves", "eval.jsonl")
 
 
+def test_a_killed_run_keeps_every_step_it_logged_and_resumes_from_its_last_checkpoint(
+        tmp_path, monkeypatch):
+    """A kill between evaluations (eval.every 4, killed during step 4) loses only that step:
+    steps 1-3 are in metrics.jsonl and metrics.csv as they were made, the checkpoint is at
+    step 3 (checkpoint.every 1), and the resumed run's metrics and evaluations equal an
+    uninterrupted run's, even with half a row left at the end of the log by the kill."""
+    from latentcode.channel import trainer
+
+    overrides = {"rl.steps": 5, "eval.every": 4}
+    run(tmp_path / "whole", **overrides)
+    make_regime = trainer.make_regime
+
+    def killed_at_step_four(name, ctx):
+        regime = make_regime(name, ctx)
+        step = regime.step
+
+        def dying(i):
+            if i == 3:
+                raise KeyboardInterrupt  # what a kill during the fourth step leaves behind
+            return step(i)
+        regime.step = dying
+        return regime
+
+    monkeypatch.setattr(trainer, "make_regime", killed_at_step_four)
+    out = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        run(out, **overrides)
+    monkeypatch.setattr(trainer, "make_regime", make_regime)
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").open()] == [1, 2, 3]
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 3
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 3
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "rew')  # a row cut off mid-write
+    run(out, **overrides)
+
+    def read(folder, name):
+        rows = [json.loads(line) for line in (folder / name).read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds", "tokens_per_s")}
+                for r in rows]
+
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        assert read(tmp_path / "whole", name) == read(out, name), name
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 5
+
+
+def test_a_run_log_with_a_broken_row_before_its_end_says_where(tmp_path):
+    from latentcode.channel.runlog import RunLog
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2, "re\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl, line 2: not a JSON row"):
+        RunLog(tmp_path, 3, tensorboard=False)
+
+
 def test_a_run_folder_refuses_another_config(tmp_path):
     run(tmp_path / "run", stop_after=1, **{"rl.steps": 2})
     with pytest.raises(RunFolderError, match="another config"):

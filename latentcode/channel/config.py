@@ -106,6 +106,14 @@ class OutTokenConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """When a run saves its resumable state, besides every evaluation and its last step: a
+    kill loses at most the steps since then (the metrics rows are appended as they are made)."""
+    every: int = 1  # steps between checkpoints (0: only at evaluations)
+    minutes: float = 0.0  # also once this many minutes passed since the last one (0: off)
+
+
+@dataclass
 class MeasureConfig:
     """The measurements of instrumentality taken when a run finishes (``channel/measure.py``)."""
     enabled: bool = True
@@ -134,6 +142,7 @@ class TrainConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     out_token: OutTokenConfig = field(default_factory=OutTokenConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -2,9 +2,11 @@
 JSONL (the machine-readable truth a resume reads back), ``metrics.csv`` (for a spreadsheet or
 pandas) and TensorBoard event files (to watch a run live: ``tensorboard --logdir runs/``).
 
-The JSONL and CSV files are rewritten atomically at every checkpoint, so they never hold a step
-the checkpoint does not. TensorBoard's writer is opened with ``purge_step`` on a resume, so the
-steps an interrupted run logged after its last checkpoint are dropped, not drawn twice.
+Each row is appended as it is made, so a user watching the CSV sees every step, and a kill
+loses nothing that was logged. A resume keeps the rows up to its checkpoint's step and rewrites
+the files atomically without the rest (a kill may also leave half a last line, which is
+dropped). TensorBoard's writer is opened with ``purge_step`` on a resume, so the steps an
+interrupted run logged after its last checkpoint are dropped, not drawn twice.
 """
 
 from __future__ import annotations
@@ -14,18 +16,30 @@ import io
 import json
 from pathlib import Path
 
-from ..jsonl import atomic_open, write_jsonl
+from ..jsonl import atomic_open, dumps, write_jsonl
 
 
 def _read_rows(path: Path, up_to_step: int) -> list[dict]:
+    """Rows up to ``up_to_step``; half a last line (a kill during an append) is dropped, a
+    broken line anywhere else is an error."""
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}, line {number}: not a JSON row ({e.msg}); the run log is "
+                             "damaged: restore it or start the run in a new folder") from e
     return [r for r in rows if r["step"] <= up_to_step]
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    """Rows as CSV, columns in order of first appearance (a column missing from a row is blank)."""
+def write_csv(path: Path, rows: list[dict]) -> list[str]:
+    """Rows as CSV, columns in order of first appearance (a column missing from a row is
+    blank); returns the columns."""
     columns: dict[str, None] = {}
     for row in rows:
         columns.update(dict.fromkeys(row))
@@ -35,15 +49,20 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     writer.writerows(rows)
     with atomic_open(path) as f:
         f.write(buffer.getvalue())
+    return list(columns)
 
 
 class RunLog:
-    """Step and eval rows of one run folder; ``start`` is the step the run resumes from."""
+    """Step and eval rows of one run folder; ``start`` is the step the run resumes from.
+    Only a process with ``write`` (the main one) touches the files."""
 
-    def __init__(self, out: Path, start: int, tensorboard: bool = True):
-        self.out = Path(out)
+    def __init__(self, out: Path, start: int, tensorboard: bool = True, write: bool = True):
+        self.out, self.write = Path(out), write
         self.metrics = _read_rows(self.out / "metrics.jsonl", start)
         self.evals = _read_rows(self.out / "eval.jsonl", start)
+        self._csv_columns: list[str] = []
+        if write:
+            self._rewrite()
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -54,11 +73,30 @@ class RunLog:
 
     def step(self, row: dict) -> None:
         self.metrics.append(row)
+        self._append("metrics.jsonl", row)
+        if self.write:
+            if set(row) <= set(self._csv_columns):
+                with open(self.out / "metrics.csv", "a", newline="") as f:
+                    csv.DictWriter(f, fieldnames=self._csv_columns, restval="",
+                                   lineterminator="\n").writerow(row)
+            else:  # a new column: the header changes, so the file is written anew
+                self._csv_columns = write_csv(self.out / "metrics.csv", self.metrics)
         self._scalars("train", row)
 
     def eval(self, row: dict) -> None:
         self.evals.append(row)
+        self._append("eval.jsonl", row)
         self._scalars("eval", row)
+
+    def _append(self, name: str, row: dict) -> None:
+        if self.write:
+            with open(self.out / name, "a") as f:
+                f.write(dumps(row) + "\n")
+
+    def _rewrite(self) -> None:
+        write_jsonl(self.out / "metrics.jsonl", self.metrics)
+        write_jsonl(self.out / "eval.jsonl", self.evals)
+        self._csv_columns = write_csv(self.out / "metrics.csv", self.metrics)
 
     def _scalars(self, group: str, row: dict) -> None:
         if self.writer is None:
@@ -68,9 +106,7 @@ class RunLog:
                 self.writer.add_scalar(f"{group}/{key}", value, row["step"])
 
     def save(self) -> None:
-        write_jsonl(self.out / "metrics.jsonl", self.metrics)
-        write_jsonl(self.out / "eval.jsonl", self.evals)
-        write_csv(self.out / "metrics.csv", self.metrics)
+        """Flush TensorBoard (the JSONL and CSV rows are already on disk)."""
         if self.writer is not None:
             self.writer.flush()
 

@@ -22,6 +22,7 @@ the steps an uninterrupted one would have taken.
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -137,7 +138,7 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
         if hasattr(ctx.receiver, "load_state"):
             ctx.receiver.load_state(state["receiver"])
         regime.load_state(state.get("regime", {}))
-    log = RunLog(out, start, tensorboard=tensorboard and dist.is_main)
+    log = RunLog(out, start, tensorboard=tensorboard and dist.is_main, write=dist.is_main)
     calibrate(overseers, sender, task, cfg)
 
     end = cfg.rl.steps if stop_after is None else min(cfg.rl.steps, start + stop_after)
@@ -162,15 +163,21 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
         run_eval(0)
         if dist.is_main:
             log.save()
+    saved_at = time.monotonic()
     for step in bar:
         row = regime.step(step)
         log.step(row)
         bar.set_postfix(acc=f"{row['accuracy']:.2f}", kl=f"{row.get('kl', 0):.3f}",
                         reward=f"{row['reward']:.3f}")
         done = step + 1
-        if done % cfg.eval.every == 0 or done == cfg.rl.steps:
+        evaluated = done % cfg.eval.every == 0 or done == cfg.rl.steps
+        if evaluated:
             run_eval(done)
-        if (done % cfg.eval.every == 0 or done == end) and dist.is_main:
+        every, minutes = cfg.checkpoint.every, cfg.checkpoint.minutes
+        due = (evaluated or done == end or (every > 0 and done % every == 0)
+               or (minutes > 0 and time.monotonic() - saved_at >= 60 * minutes))
+        if due and dist.is_main:
+            saved_at = time.monotonic()
             log.save()
             extra = {"receiver": ctx.receiver.state() if hasattr(ctx.receiver, "state") else {},
                      "regime": regime.state()}
