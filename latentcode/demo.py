@@ -93,8 +93,8 @@ def policy_config(cfg: DemoConfig):
         "seed": cfg.seed, "sender.model": cfg.model, "sender.max_new_tokens": cfg.max_new_tokens,
         "rl.steps": cfg.policy_steps, "rl.lr": cfg.policy_lr,
         "rl.prompts_per_step": 4, "rl.group_size": 4,
-        "reward.overseers": ["string-match"], "eval.every": cfg.policy_steps, "eval.prompts": cfg.n_test,
-        "measure.enabled": False})
+        "reward.overseers": ["string-match"], "eval.every": cfg.policy_steps,
+        "eval.prompts": cfg.n_test, "measure.enabled": False})
 
 
 def train_policy(cfg: DemoConfig, out: Path, progress: bool) -> None:

@@ -121,19 +121,21 @@ def test_the_adapter_moves_and_the_reference_does_not(tmp_path):
     assert all(torch.equal(base[k], v) for k, v in before.items())
 
 
+def _timeless_rows(folder, name):
+    """A run log's rows without the wall-clock columns (what a resume must reproduce)."""
+    rows = [json.loads(line) for line in (folder / name).read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds", "tokens_per_s")}
+            for r in rows]
+
+
 def test_resume_after_an_interruption_gives_identical_metrics(tmp_path):
     run(tmp_path / "whole")
     run(tmp_path / "halves", stop_after=2)
     assert not (tmp_path / "halves" / "summary.json").exists()
     run(tmp_path / "halves")
 
-    def read(folder, name):
-        rows = [json.loads(line) for line in (folder / name).read_text().splitlines()]
-        return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds", "tokens_per_s")}
-                for r in rows]
-
-    assert read(tmp_path / "whole", "metrics.jsonl") == read(tmp_path / "halves", "metrics.jsonl")
-    assert read(tmp_path / "whole", "eval.jsonl") == read(tmp_path / "halves", "eval.jsonl")
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        assert _timeless_rows(tmp_path / "whole", name) == _timeless_rows(tmp_path / "halves", name)
 
 
 def test_a_killed_run_keeps_every_step_it_logged_and_resumes_from_its_last_checkpoint(
@@ -171,13 +173,8 @@ def test_a_killed_run_keeps_every_step_it_logged_and_resumes_from_its_last_check
         f.write('{"step": 4, "rew')  # a row cut off mid-write
     run(out, **overrides)
 
-    def read(folder, name):
-        rows = [json.loads(line) for line in (folder / name).read_text().splitlines()]
-        return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds", "tokens_per_s")}
-                for r in rows]
-
     for name in ("metrics.jsonl", "eval.jsonl"):
-        assert read(tmp_path / "whole", name) == read(out, name), name
+        assert _timeless_rows(tmp_path / "whole", name) == _timeless_rows(out, name), name
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 5
 
 

@@ -163,6 +163,7 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
         run_eval(0)
         if dist.is_main:
             log.save()
+    every, minutes = cfg.checkpoint.every, cfg.checkpoint.minutes
     saved_at = time.monotonic()
     for step in bar:
         row = regime.step(step)
@@ -173,7 +174,6 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
         evaluated = done % cfg.eval.every == 0 or done == cfg.rl.steps
         if evaluated:
             run_eval(done)
-        every, minutes = cfg.checkpoint.every, cfg.checkpoint.minutes
         due = (evaluated or done == end or (every > 0 and done % every == 0)
                or (minutes > 0 and time.monotonic() - saved_at >= 60 * minutes))
         if due and dist.is_main:
