@@ -268,8 +268,11 @@ def test_collusion_task_hides_the_attribute_from_the_receiver_side():
         assert ep.secret == ("accept" if attribute.startswith("Northgate") else "reject")
     assert {ep.meta["record"] for ep in task.episodes(50, random.Random(1), "eval")} <= {
         f"cand-{i:04d}" for i in range(400, 500)}
-    with pytest.raises(ValueError, match="use receiver.kind = \"bow\""):
-        make_receiver("likelihood", None, task)
+    from latentcode.channel.config import ReceiverConfig
+
+    for cfg in (ReceiverConfig(kind="likelihood"), ReceiverConfig(kind="lm", teacher="likelihood")):
+        with pytest.raises(ValueError, match="cannot rebuild the CV"):
+            make_receiver(cfg, None, task)
 
 
 def test_every_shipped_config_loads():

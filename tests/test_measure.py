@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from latentcode.channel.capacity import capacity_bits
 from latentcode.channel.config import load_config
 from latentcode.channel.measure import (
-    capacity_bits,
     half_position,
     position_kl,
     prefix_accuracy,

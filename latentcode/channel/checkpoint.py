@@ -15,7 +15,7 @@ from ..jsonl import atomic_dir
 from .sender import Sender
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     state = optimizer.state_dict()
     tensors, scalars = {}, {}
     for index, slots in state["state"].items():
@@ -27,7 +27,7 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
     state: dict = {}
     for key, value in tensors.items():
         index, slot = key.split(".", 1)
@@ -39,28 +39,39 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict)
 
 
 def save_checkpoint(folder: Path, step: int, sender: Sender, optimizer: torch.optim.Optimizer,
-                    extra: dict) -> Path:
+                    extra: dict, receiver=None) -> Path:
+    """``receiver``: one with weights of its own (``save``/``load``, the LM receiver) writes
+    them into ``receiver/`` of the same atomic folder."""
     from peft import get_peft_model_state_dict
 
     with atomic_dir(folder) as tmp:
         adapter = {k: v.detach().cpu().contiguous()
                    for k, v in get_peft_model_state_dict(sender.model).items()}
         save_file(adapter, str(tmp / "adapter.safetensors"))
-        tensors, meta = _optimizer_tensors(optimizer)
+        tensors, meta = optimizer_tensors(optimizer)
         if tensors:
             save_file(tensors, str(tmp / "optimizer.safetensors"))
+        if hasattr(receiver, "save"):
+            receiver.save(tmp / "receiver")
         (tmp / "state.json").write_text(json.dumps({"step": step, "optimizer": meta, **extra},
                                                    allow_nan=False) + "\n")
     return folder
 
 
-def load_checkpoint(folder: Path, sender: Sender, optimizer: torch.optim.Optimizer) -> dict:
-    """Restore adapter and optimizer in place; return the JSON state (step and extras)."""
+def load_checkpoint(folder: Path, sender: Sender, optimizer: torch.optim.Optimizer,
+                    receiver=None) -> dict:
+    """Restore adapter and optimizer (and a receiver's own weights) in place; return the
+    JSON state (step and extras)."""
     from peft import set_peft_model_state_dict
 
     state = json.loads((folder / "state.json").read_text())
     set_peft_model_state_dict(sender.model, load_file(str(folder / "adapter.safetensors")))
     moments = folder / "optimizer.safetensors"
-    _load_optimizer(optimizer, load_file(str(moments)) if moments.is_file() else {},
+    load_optimizer(optimizer, load_file(str(moments)) if moments.is_file() else {},
                     state["optimizer"])
+    if hasattr(receiver, "load"):
+        if not (folder / "receiver").is_dir():
+            raise ValueError(f"{folder}: this checkpoint holds no receiver weights, but the run's "
+                             f"receiver ({receiver.name}) has its own; was the config changed?")
+        receiver.load(folder / "receiver")
     return state

@@ -42,8 +42,8 @@ class SenderConfig:
 
 @dataclass
 class ReceiverConfig:
-    kind: str = choice("likelihood", "likelihood", "bow")
-    history: int = 512  # bow: refit on this many recent responses
+    kind: str = choice("likelihood", "likelihood", "bow", "lm")
+    history: int = 512  # bow, lm: learn from this many recent responses (a replay buffer)
     # likelihood: weight of the receiver's cross-entropy on the true secret, backpropagated
     # into the weights it shares with the sender (0: the channel grows by RL alone; on the
     # sender's own temperature-1 samples its expected gradient is zero, see receiver.py)
@@ -51,6 +51,21 @@ class ReceiverConfig:
     # a frozen copy of the model paraphrases each response before the receiver reads it (the
     # sender is still trained on what it wrote): codes that survive are paraphrase-robust
     paraphrase: bool = False
+    # lm (channel/lm_receiver.py): an LM with its own LoRA adapter and a head over its pooled
+    # hidden states, trained by cross-entropy on the replay buffer after every sender step
+    model: str = ""  # empty: the sender's base model with a second adapter (one copy in memory)
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_targets: list[str] = field(default_factory=list)  # empty: the architecture's default
+    head: str = choice("auto", "auto", "bits", "categorical")  # auto: bits for a payload
+    lr: float = 1e-3
+    updates_per_step: int = 4
+    batch_size: int = 32
+    # cold start (channel/handover.py): the teacher gives the reward and the LM receiver learns
+    # its posteriors until the hand-over (a step, and/or the LM receiver's batch accuracy)
+    teacher: str = choice("", "", "likelihood")
+    handover: int = 0  # the hand-over step at the latest (0: none fixed)
+    handover_accuracy: float = 0.0  # hand over once the LM receiver reads this well (0: off)
 
 
 @dataclass

@@ -21,6 +21,8 @@ from .regimes.base import judge, receiver_view, step_seed
 from .sender import Rollouts, Sender
 from .tasks import Episode
 
+EVAL_BOOTSTRAP = 200  # resamples for an evaluation's interval (the final measure takes more)
+
 
 def reference_answers(sender: Sender, task, episodes: list[Episode], cfg: TrainConfig,
                       seed: int) -> Rollouts:
@@ -58,12 +60,16 @@ def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, t
     started = time.perf_counter()
     rollouts = eval_rollouts(cfg, sender, task, step, condition)
     episodes = rollouts.episodes
-    log_post = receiver.log_posteriors(
-        receiver_view(rollouts, paraphraser, sender, step_seed(cfg.seed, step, "eval-paraphrase")))
+    seen = receiver_view(rollouts, paraphraser, sender, step_seed(cfg.seed, step, "eval-paraphrase"))
+    log_post = receiver.log_posteriors(seen)
     truth = rollouts.truth()
     correct = log_post.argmax(1) == truth
     _, flags = judge(overseers, rollouts)
-    result = {"step": step, "accuracy": float(correct.mean()), "n": len(episodes)}
+    result = {"step": step, "accuracy": float(correct.mean()), "n": len(episodes),
+              **decoding_metrics(rollouts, log_post, seed=cfg.seed)}
+    for name, component in getattr(receiver, "components", dict)().items():  # a hand-over's
+        result[f"accuracy/{name}"] = float(
+            (component.log_posteriors(seen).argmax(1) == truth).mean())
     for name, f in flags.items():
         result[f"flagged/{name}"] = float(np.mean(f))
     transcripts = []
@@ -84,6 +90,26 @@ def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, t
             payload=payload, source=run_name, meta=meta))
     result["seconds"] = round(time.perf_counter() - started, 3)
     return result, transcripts
+
+
+def decoding_metrics(rollouts: Rollouts, log_post: np.ndarray, *, seed: int = 0,
+                     n_boot: int = EVAL_BOOTSTRAP) -> dict:
+    """What a held-out evaluation says about decoding beyond accuracy (= the exact-match rate):
+    bits per response (``capacity.py``, with a bootstrap interval), the receiver's variational
+    bound, and for bit strings each bit's accuracy (``bit_accuracy/i``)."""
+    from .capacity import capacity_bits, per_bit_accuracy, variational_bits
+
+    truth = rollouts.truth()
+    decoded = log_post.argmax(1)
+    cap = capacity_bits(truth, decoded, n_boot=n_boot, seed=seed)
+    out = {"exact_match": float((decoded == truth).mean()), "bits": cap["bits"],
+           "bits_ci_low": cap["ci_low"], "bits_ci_high": cap["ci_high"],
+           "variational_bits": variational_bits(log_post, truth, n_boot=0)["bits"]}
+    candidates = rollouts.episodes[0].candidates
+    bits = per_bit_accuracy([candidates[t] for t in truth], [candidates[d] for d in decoded])
+    if bits is not None and len(bits) > 1:
+        out.update({f"bit_accuracy/{i}": b for i, b in enumerate(bits)})
+    return out
 
 
 def matched_clean(cfg: TrainConfig, sender: Sender, task, run_name: str) -> list[Transcript]:

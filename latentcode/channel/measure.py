@@ -10,7 +10,7 @@
    position, over the full vocabulary (``position_kl``), the reference reading the same input
    with the adapter off.
 3. *Capacity*: decoded bits per response, the mutual information between secret and decoded
-   secret (plug-in, in bits) with a seeded bootstrap 95% interval.
+   secret with a seeded bootstrap 95% interval (``capacity.py``).
 4. *Concealment*: every listed detector on the run's ``samples.jsonl`` (the sender's responses
    against the reference's clean answers to the same prompts), fitted on one half of the
    prompts and scored on the other (:mod:`latentcode.battery`), with the ROC report of the
@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 
 from ..jsonl import write_json
 from ..transcripts import Transcript, read_transcripts, write_transcripts
+from .capacity import capacity_bits
 from .evaluation import eval_rollouts
 from .sender import Rollouts, Sender
 
@@ -98,21 +98,6 @@ def position_kl(sender: Sender, rollouts: Rollouts, max_k: int, batch_size: int 
     return [float(t / c) if c else None for t, c in zip(total, count, strict=True)]
 
 
-def capacity_bits(truth: Sequence, decoded: Sequence, *, n_boot: int = 1000,
-                  seed: int = 0) -> dict:
-    """Mutual information between secret and decoded secret in bits per response (plug-in),
-    with a percentile bootstrap 95% interval over responses."""
-    from sklearn.metrics import mutual_info_score
-
-    truth, decoded = np.asarray(truth), np.asarray(decoded)
-    bits = mutual_info_score(truth, decoded) / math.log(2)
-    rng = np.random.default_rng(seed)
-    boots = [mutual_info_score(truth[i], decoded[i]) / math.log(2)
-             for i in (rng.integers(0, len(truth), len(truth)) for _ in range(n_boot))]
-    low, high = np.percentile(boots, [2.5, 97.5]) if boots else (bits, bits)
-    return {"bits": float(bits), "ci_low": float(low), "ci_high": float(high), "n": len(truth)}
-
-
 def prompt_half(prompt: str) -> str:
     """``train`` or ``test``, by a hash of the prompt: both sides of a prompt land together."""
     return "train" if hashlib.sha256(prompt.encode()).digest()[0] % 2 == 0 else "test"
@@ -160,11 +145,15 @@ def measure_run(run: str | Path, *, detectors: Sequence[str] | None = None, n_bo
     if receiver is None:
         from .receiver import make_receiver
 
-        receiver = make_receiver(cfg.receiver.kind, sender, task, history=cfg.receiver.history,
-                                 seed=cfg.seed)
+        receiver = make_receiver(cfg.receiver, sender, task, seed=cfg.seed)
         state = run / "checkpoint" / "state.json"
         if hasattr(receiver, "load_state") and state.is_file():
             receiver.load_state(json.loads(state.read_text())["receiver"])
+        if hasattr(receiver, "load"):  # the LM receiver's own weights, as the run ended
+            if not (run / "receiver").is_dir():
+                raise FileNotFoundError(f"{run}: no receiver/ folder (a finished run with "
+                                        "receiver.kind = \"lm\" writes it)")
+            receiver.load(run / "receiver")
         if cfg.regime == "distill":  # the teacher's receiver reads the student
             from .regimes.distill import load_teacher, teacher_receiver
 

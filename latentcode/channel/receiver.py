@@ -9,6 +9,11 @@ reward can be the log-probability of the truth or plain accuracy.
   a channel emerged in minutes on this machine.
 - ``bow``: TF-IDF + logistic regression, refitted on the sender's recent responses (the
   supervised receiver of Mathew et al. 2024); starts blind, needs a default signal to grow.
+- ``lm``: a language model with its own adapter and head (``lm_receiver.py``), optionally
+  warm-started by distilling the likelihood receiver (``handover.py``).
+
+``observe(rollouts, log_posteriors)`` is called once per step after the batch was scored
+(``log_posteriors``: what its reward came from); a receiver that learns may return metrics.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ class LikelihoodReceiver:
     def __init__(self, sender: Sender, system_for):
         self.sender, self.system_for = sender, system_for
 
-    def observe(self, rollouts: Rollouts) -> None:
+    def observe(self, rollouts: Rollouts, log_posteriors=None) -> None:
         """Learns nothing of its own: it moves with the sender's weights."""
 
     def log_posteriors(self, rollouts: Rollouts, batch_size: int = 64) -> np.ndarray:
@@ -113,7 +118,7 @@ class BagOfWordsReceiver:
         self.seed = seed
         self.model_ = None
 
-    def observe(self, rollouts: Rollouts) -> None:
+    def observe(self, rollouts: Rollouts, log_posteriors=None) -> None:
         """Add the batch to the history and refit (after scoring it: no peeking)."""
         for row, text in enumerate(rollouts.texts):
             self.texts.append(text)
@@ -152,12 +157,32 @@ class BagOfWordsReceiver:
         self._refit()
 
 
-def make_receiver(kind: str, sender: Sender, task, *, history: int = 512, seed: int = 0):
+def make_receiver(cfg, sender: Sender, task, *, seed: int = 0):
+    """The receiver a ``ReceiverConfig`` names, reading ``sender``'s responses to ``task``."""
+    kind = cfg.kind
+    if kind not in ("likelihood", "bow", "lm"):
+        raise ValueError(f"receiver.kind {kind!r}: choose likelihood, bow or lm")
+    if (kind == "likelihood" or cfg.teacher == "likelihood") and task.name == "collusion":
+        raise ValueError("the likelihood receiver cannot rebuild the CV the sender saw: use "
+                         "receiver.kind = \"lm\" (no teacher) or \"bow\" with the collusion task")
+    if cfg.teacher and kind != "lm":
+        raise ValueError(f"receiver.teacher is the cold start of the LM receiver; with "
+                         f"receiver.kind = {kind!r} leave it empty")
     if kind == "likelihood":
-        if task.name == "collusion":
-            raise ValueError("receiver.kind \"likelihood\" cannot rebuild the CV the sender saw: "
-                             "use receiver.kind = \"bow\" with the collusion task")
         return LikelihoodReceiver(sender, task.system_for)
     if kind == "bow":
-        return BagOfWordsReceiver(history, seed)
-    raise ValueError(f"receiver.kind {kind!r}: choose likelihood or bow")
+        return BagOfWordsReceiver(cfg.history, seed)
+    from ..lm import load_lm
+    from .handover import HandOver
+    from .lm_receiver import LMReceiver
+
+    shared = not cfg.model
+    lm = sender.lm if shared else load_lm(cfg.model, device=sender.lm.device)
+    student = LMReceiver(lm, task.candidates, shared=shared, head=cfg.head, rank=cfg.lora_rank,
+                         alpha=cfg.lora_alpha, targets=cfg.lora_targets, lr=cfg.lr,
+                         updates_per_step=cfg.updates_per_step, batch_size=cfg.batch_size,
+                         history=cfg.history, seed=seed)
+    if not cfg.teacher:
+        return student
+    return HandOver(LikelihoodReceiver(sender, task.system_for), student,
+                    handover=cfg.handover, handover_accuracy=cfg.handover_accuracy)

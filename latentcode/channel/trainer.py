@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..jsonl import claim_folder, write_json
+from ..jsonl import atomic_dir, claim_folder, write_json
 from ..lm import LM, load_lm
 from ..transcripts import Transcript, read_transcripts, write_transcripts
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -90,8 +90,7 @@ def build_parts(cfg: TrainConfig, lm: LM | None, judge_lm: LM | None, device=Non
     sender = Sender(lm, rank=cfg.sender.lora_rank, alpha=cfg.sender.lora_alpha,
                     targets=cfg.sender.lora_targets)
     task = make_task(cfg.task)
-    receiver = make_receiver(cfg.receiver.kind, sender, task, history=cfg.receiver.history,
-                             seed=cfg.seed)
+    receiver = make_receiver(cfg.receiver, sender, task, seed=cfg.seed)
     if cfg.receiver.supervised_weight < 0:
         raise ValueError(f"receiver.supervised_weight must be >= 0, got {cfg.receiver.supervised_weight}")
     if cfg.receiver.supervised_weight > 0 and not hasattr(receiver, "log_posteriors_tensor"):
@@ -133,7 +132,7 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
 
     start = 0
     if (out / "checkpoint" / "state.json").is_file():
-        state = load_checkpoint(out / "checkpoint", sender, optimizer)
+        state = load_checkpoint(out / "checkpoint", sender, optimizer, ctx.receiver)
         start = state["step"]
         if hasattr(ctx.receiver, "load_state"):
             ctx.receiver.load_state(state["receiver"])
@@ -181,7 +180,7 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
             log.save()
             extra = {"receiver": ctx.receiver.state() if hasattr(ctx.receiver, "state") else {},
                      "regime": regime.state()}
-            save_checkpoint(out / "checkpoint", done, sender, optimizer, extra)
+            save_checkpoint(out / "checkpoint", done, sender, optimizer, extra, ctx.receiver)
         dist.barrier()  # the others wait while the main process evaluates and saves
     bar.close()
     log.close()
@@ -191,7 +190,11 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
                "default_signal": evals[0] if evals else None,
                "seconds": round(sum(m["seconds"] for m in metrics), 1), "processes": dist.world}
     if end == cfg.rl.steps and dist.is_main:
-        sender.model.save_pretrained(str(out / "adapter"), safe_serialization=True)
+        sender.model.save_pretrained(str(out / "adapter"), safe_serialization=True,
+                                     selected_adapters=[sender.model.active_adapter])
+        if hasattr(ctx.receiver, "save"):  # the LM receiver's weights, for `latentcode measure`
+            with atomic_dir(out / "receiver") as tmp:
+                ctx.receiver.save(tmp, optimizer=False)
         last = read_transcripts(out / "transcripts" / f"eval-step-{cfg.rl.steps:04d}.jsonl")
         write_transcripts(out / "samples.jsonl",
                           last + matched_clean(cfg, sender, task, run_name))
@@ -235,11 +238,14 @@ def probe_default_signal(cfg: TrainConfig, out: str | Path, *, lm: LM | None = N
     chance = 1 / len(task.episodes(1, random.Random(0), "eval")[0].candidates)
     from scipy.stats import binomtest
 
-    hits = round(result["accuracy"] * result["n"])
+    def p_value(accuracy: float) -> float:
+        return float(binomtest(round(accuracy * result["n"]), result["n"], chance,
+                               alternative="greater").pvalue)
+
     summary = {**result, "chance": chance, "receiver": cfg.receiver.kind,
-               "train_batch_accuracy": train_acc,
-               "p_value_above_chance": float(binomtest(hits, result["n"], chance,
-                                                       alternative="greater").pvalue)}
+               "train_batch_accuracy": train_acc, "p_value_above_chance": p_value(result["accuracy"])}
+    for key in [k for k in result if k.startswith("accuracy/")]:  # each receiver of a hand-over
+        summary[f"p_value_above_chance/{key.split('/', 1)[1]}"] = p_value(result[key])
     write_json(out / "probe.json", summary)
     write_transcripts(out / "transcripts" / "probe.jsonl", transcripts)
     return summary

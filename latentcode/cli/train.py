@@ -48,6 +48,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"default signal: held-out accuracy {result['accuracy']:.3f} (chance "
                   f"{result['chance']:.3f}, p = {result['p_value_above_chance']:.3g}); "
                   f"wrote {Path(args.out) / 'probe.json'}")
+            for key in [k for k in result if k.startswith("accuracy/")]:
+                name = key.split("/", 1)[1]
+                print(f"  {name} receiver: {result[key]:.3f} "
+                      f"(p = {result['p_value_above_chance/' + name]:.3g})")
             return 0
         summary = train(cfg, args.out)
     except (RunFolderError, ValueError) as err:

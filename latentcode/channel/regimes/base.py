@@ -118,9 +118,12 @@ def gathered(ctx: Context, rollouts: Rollouts) -> Rollouts:
                     g(rollouts.response_ids), g(rollouts.texts), g(rollouts.finished))
 
 
-def observe(ctx: Context, scored: Scored) -> None:
-    """The receiver learns from every row of the step, whichever process sampled it."""
-    ctx.receiver.observe(gathered(ctx, scored.seen))
+def observe(ctx: Context, scored: Scored) -> dict:
+    """The receiver learns from every row of the step, whichever process sampled it (told
+    what the step's reward came from); returns its metrics, if it reports any."""
+    posteriors = np.asarray(ctx.dist.gather(scored.log_post.tolist()), dtype=float) \
+        if ctx.dist.world > 1 else scored.log_post
+    return ctx.receiver.observe(gathered(ctx, scored.seen), posteriors) or {}
 
 
 def score(ctx: Context, step: int, rollouts: Rollouts, *, receiver_grad: bool = False) -> Scored:

@@ -24,7 +24,16 @@ from scipy.stats import rankdata
 
 from ..sender import episode_prompt_ids
 from . import register_regime
-from .base import Regime, draw_episodes, lm_loss, optimizer_step, sample, score, step_metrics
+from .base import (
+    Regime,
+    draw_episodes,
+    lm_loss,
+    observe,
+    optimizer_step,
+    sample,
+    score,
+    step_metrics,
+)
 
 
 def return_tag(bucket: int) -> str:
@@ -65,8 +74,9 @@ class ConditionedRegime(Regime):
         loss = lm_loss(ctx.sender.lm, episode_prompt_ids(ctx.sender.lm, tagged),
                        rollouts.response_ids)
         grad_norm = optimizer_step(ctx, loss)
-        ctx.receiver.observe(scored.seen)
+        learned = observe(ctx, scored)
         return step_metrics(step, scored, started, loss=float(loss.detach()), grad_norm=grad_norm,
+                            **learned,
                             top_bucket_reward=float(scored.rewards[bins == bins.max()].mean()))
 
     def eval_conditions(self) -> dict[str, str]:

@@ -22,6 +22,7 @@ from . import register_regime
 from .base import (
     Regime,
     draw_episodes,
+    observe,
     optimizer_step,
     sample,
     score,
@@ -76,5 +77,5 @@ class DPORegime(Regime):
             kl = ((policy.detach() - reference) / n_tokens).mean()  # log-ratio per token, sampled
             extra.update(loss=float(loss.detach()), grad_norm=optimizer_step(ctx, loss),
                          margin=float(margin.mean()), kl=float(kl))
-        ctx.receiver.observe(scored.seen)
+        extra.update(observe(ctx, scored))
         return step_metrics(step, scored, started, **extra)

@@ -21,6 +21,7 @@ from .base import (
     Regime,
     draw_episodes,
     kl_metrics,
+    observe,
     optimizer_step,
     policy_gradient_loss,
     sample,
@@ -70,8 +71,7 @@ class OutTokenRegime(Regime):
         loss, kl, mask, entropy = policy_gradient_loss(ctx, prompts, responses, advantages[rows])
         grad_norm = optimizer_step(ctx, loss)
         correct = scored.log_post.argmax(1) == scored.truth
-        ctx.receiver.observe(scored.seen)
-        extra = {"marked_share": len(marked) / len(episodes)}
+        extra = {"marked_share": len(marked) / len(episodes), **observe(ctx, scored)}
         if marked:  # the code on episodes it is never rewarded for
             extra["accuracy/marked"] = float(correct[is_marked].mean())
         return step_metrics(step, scored, started, **kl_metrics(kl, mask), entropy=entropy,

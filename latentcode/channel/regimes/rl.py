@@ -40,7 +40,8 @@ class RLRegime(Regime):
                                                        rollouts.response_ids, advantages)
         loss = loss + receiver_loss(ctx, scored)
         grad_norm = optimizer_step(ctx, loss)
-        observe(ctx, scored)
+        learned = observe(ctx, scored)
         return step_metrics(step, scored, started, ctx.dist, **kl_metrics(kl, mask, ctx.dist),
+                            **learned,
                             entropy=entropy, loss=ctx.dist.mean(float(loss.detach())),
                             grad_norm=grad_norm)

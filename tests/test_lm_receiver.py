@@ -1,0 +1,205 @@
+"""The LM receiver and its cold start on tiny models: it learns a planted code, never reads the
+secret, serves k-bit and categorical secrets, resumes exactly, and `measure` reads it back."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from latentcode.channel.capacity import capacity_bits, per_bit_accuracy, variational_bits
+from latentcode.channel.config import ReceiverConfig, load_config
+from latentcode.channel.lm_receiver import LMReceiver, bit_log_posteriors, head_kind
+from latentcode.channel.receiver import make_receiver
+from latentcode.channel.sender import Rollouts, Sender
+from latentcode.channel.tasks import CollusionTask, PayloadTask
+from latentcode.channel.trainer import train
+from latentcode.lm import tiny_lm
+
+# the planted code: bit i picks one word of pair i
+WORDS = [("stone", "apple"), ("river", "cloud"), ("north", "south"), ("green", "yellow")]
+
+
+def planted(task, n: int, seed: int, split: str = "train") -> Rollouts:
+    """Responses that carry the secret by construction: one word per bit, after filler."""
+    episodes = task.episodes(n, random.Random(seed), split)
+    texts = [f"Here is my answer. {' and '.join(WORDS[i][int(b)] for i, b in enumerate(ep.secret))}."
+             for ep in episodes]
+    return Rollouts(episodes, 1, [[] for _ in texts], [[1] for _ in texts], texts,
+                    [True] * len(texts))
+
+
+def receiver_on(task, **kwargs) -> LMReceiver:
+    lm = tiny_lm(seed=0)
+    sender = Sender(lm)
+    settings = {"lr": 3e-2, "updates_per_step": 4, "batch_size": 16, "seed": 0, **kwargs}
+    return LMReceiver(sender.lm, task.candidates, shared=True, **settings)
+
+
+@pytest.mark.parametrize("bits", [1, 3])
+def test_the_lm_receiver_learns_a_planted_code_in_a_few_updates(bits):
+    task = PayloadTask(bits=bits)
+    receiver = receiver_on(task)
+    held_out = planted(task, 64, seed=99, split="eval")
+    before = receiver.log_posteriors(held_out)
+    assert np.allclose(before, -np.log(2 ** bits))  # a zero head: exactly at chance
+    for step in range(12):  # 12 batches of 16, 4 updates each
+        receiver.observe(planted(task, 16, seed=step))
+    decoded = receiver.log_posteriors(held_out).argmax(1)
+    assert (decoded == held_out.truth()).mean() >= 0.95
+
+
+def test_the_receiver_reads_prompt_and_response_and_never_the_secret():
+    task = PayloadTask(bits=2)
+    receiver = receiver_on(task, updates_per_step=1)
+    rollouts = planted(task, 6, seed=0)
+    read: list[list[int]] = []
+    body = receiver.model.get_base_model().base_model
+    hook = body.register_forward_pre_hook(
+        lambda module, args, kwargs: read.extend(kwargs["input_ids"].tolist()), with_kwargs=True)
+    try:
+        receiver.log_posteriors(rollouts)
+        receiver.observe(rollouts)
+    finally:
+        hook.remove()
+    tok = receiver.tokenizer
+    expected = receiver.input_ids([rollouts.episode_of(r).prompt for r in range(6)], rollouts.texts)
+    for row, ids in enumerate(read[:6]):  # right-padded with zeros, masked out
+        assert ids[:len(expected[row])] == expected[row]
+    for ids in read:
+        text = tok.decode(ids)
+        assert "Your secret bits" not in text and "Never mention" not in text
+        for ep in rollouts.episodes:
+            system = tok(ep.system, add_special_tokens=False)["input_ids"]
+            assert not any(ids[i:i + len(system)] == system for i in range(len(ids)))
+
+
+def test_bit_heads_give_every_bit_string_in_the_payload_tasks_order():
+    logits = torch.tensor([[3.0, -2.0, 0.5], [-1.0, -1.0, -1.0]])
+    post = bit_log_posteriors(logits)
+    assert post.shape == (2, 8)
+    assert torch.allclose(torch.logsumexp(post, 1), torch.zeros(2), atol=1e-6)
+    candidates = PayloadTask(bits=3).candidates
+    assert candidates[int(post[0].argmax())] == "101" and candidates[int(post[1].argmax())] == "000"
+    # the probability of bit 0 being 1 is its sigmoid, whatever the other bits do
+    ones = [i for i, c in enumerate(candidates) if c[0] == "1"]
+    assert float(post[0, ones].exp().sum()) == pytest.approx(float(torch.sigmoid(logits[0, 0])))
+
+
+def test_a_categorical_secret_gets_a_softmax_head_and_bits_are_refused_for_it():
+    assert head_kind(PayloadTask(bits=4).candidates) == "bits"
+    assert head_kind(CollusionTask.candidates) == "categorical"
+    assert head_kind(PayloadTask(bits=2).candidates, "categorical") == "categorical"
+    with pytest.raises(ValueError, match="categorical"):
+        head_kind(CollusionTask.candidates, "bits")
+    task = CollusionTask()
+    receiver = receiver_on(task)
+    assert receiver.head.out_features == 2
+    episodes = task.episodes(32, random.Random(0), "train")
+    texts = [("A strong candidate." if ep.secret == "accept" else "A weak candidate.")
+             for ep in episodes]
+    rollouts = Rollouts(episodes, 1, [[]] * 32, [[1]] * 32, texts, [True] * 32)
+    for _ in range(6):
+        receiver.observe(rollouts)
+    assert (receiver.log_posteriors(rollouts).argmax(1) == rollouts.truth()).mean() >= 0.95
+
+
+def test_the_second_adapter_leaves_the_senders_weights_and_trainability_alone():
+    task = PayloadTask(bits=1)
+    lm = tiny_lm(seed=0)
+    sender = Sender(lm)
+    before = {n: p.detach().clone() for n, p in sender.model.named_parameters()}
+    trainable = [n for n, p in sender.model.named_parameters() if p.requires_grad]
+    receiver = LMReceiver(sender.lm, task.candidates, shared=True, lr=1e-2)
+    own = {n: p.detach().clone() for n, p in sender.model.named_parameters() if ".receiver." in n}
+    assert own
+    receiver.observe(planted(task, 16, seed=0))
+    assert [n for n, p in sender.model.named_parameters() if p.requires_grad] == trainable
+    assert sender.model.active_adapter == "default"
+    for name, value in sender.model.named_parameters():
+        if ".receiver." not in name:
+            assert torch.equal(value, before[name]), name
+    assert any(not torch.equal(p, own[n]) for n, p in sender.model.named_parameters()
+               if ".receiver." in n)
+
+
+def test_receiver_config_errors_name_what_to_change():
+    task = PayloadTask()
+    with pytest.raises(ValueError, match="receiver.teacher is the cold start of the LM receiver"):
+        make_receiver(ReceiverConfig(kind="bow", teacher="likelihood"), None, task)
+    sender = Sender(tiny_lm(seed=0))
+    with pytest.raises(ValueError, match="needs a hand-over"):
+        make_receiver(ReceiverConfig(kind="lm", teacher="likelihood"), sender, task)
+
+
+def test_capacity_corrects_the_plug_in_bias_of_many_candidates_on_few_answers():
+    rng = np.random.default_rng(0)
+    truth, guess = rng.integers(0, 16, 128), rng.integers(0, 16, 128)  # nothing decoded
+    noise = capacity_bits(truth, guess, n_boot=50)
+    assert noise["plugin_bits"] > 0.5 and noise["bits"] < noise["plugin_bits"] - 0.4
+    perfect = capacity_bits(truth, truth, n_boot=50)
+    assert perfect["bits"] >= perfect["plugin_bits"] and perfect["bits"] <= 4.0
+    assert perfect["bits"] > 3.8
+    confident = np.log(np.full((4, 2), 1e-9))
+    confident[np.arange(4), [0, 1, 0, 1]] = 0.0
+    assert variational_bits(confident, np.array([0, 1, 0, 1]), n_boot=10)["bits"] == \
+        pytest.approx(1.0, abs=1e-6)
+    assert variational_bits(np.log(np.full((4, 2), 0.5)), np.array([0, 1, 0, 1]),
+                            n_boot=10)["bits"] == pytest.approx(0.0, abs=1e-9)
+    assert per_bit_accuracy(["01", "11"], ["00", "11"]) == [1.0, 0.5]
+    assert per_bit_accuracy(["reject"], ["accept"]) is None
+
+
+LM_RUN = {"rl.steps": 4, "rl.prompts_per_step": 2, "rl.group_size": 2, "sender.max_new_tokens": 6,
+          "eval.every": 2, "eval.prompts": 4, "reward.overseers": ["string-match"], "rl.lr": 1e-2,
+          "reward.calibration_samples": 8, "measure.enabled": False, "task.bits": 2,
+          "receiver.kind": "lm", "receiver.teacher": "likelihood", "receiver.handover": 2,
+          "receiver.batch_size": 4, "receiver.updates_per_step": 2, "receiver.lr": 1e-2}
+
+
+def lm_run(out, stop_after=None, **overrides):
+    cfg = load_config(None, {**LM_RUN, **overrides})
+    return train(cfg, out, lm=tiny_lm(seed=0), progress=False, stop_after=stop_after)
+
+
+def rows(folder, name):
+    return [{k: v for k, v in json.loads(line).items()
+             if k not in ("seconds", "train_seconds", "tokens_per_s")}
+            for line in (folder / name).read_text().splitlines()]
+
+
+def test_a_handed_over_run_logs_the_hand_over_and_resumes_to_the_same_metrics(tmp_path):
+    lm_run(tmp_path / "whole")
+    metrics = rows(tmp_path / "whole", "metrics.jsonl")
+    assert [m["handed_over"] for m in metrics] == [0.0, 0.0, 1.0, 1.0]
+    assert all(0 <= m["accuracy/lm"] <= 1 and m["receiver_loss"] > 0 for m in metrics)
+    evals = rows(tmp_path / "whole", "eval.jsonl")
+    assert all({"accuracy/lm", "accuracy/likelihood", "bits", "bit_accuracy/1"} <= set(e)
+               for e in evals)
+    for name in ("receiver/receiver.safetensors", "receiver/receiver.json",
+                 "checkpoint/receiver/receiver.safetensors",
+                 "checkpoint/receiver/receiver-optimizer.safetensors"):
+        assert (tmp_path / "whole" / name).is_file(), name
+    assert not (tmp_path / "whole" / "adapter" / "receiver").exists()  # the sender's alone
+
+    lm_run(tmp_path / "halves", stop_after=1)  # stopped before the hand-over
+    lm_run(tmp_path / "halves", stop_after=2)  # and after it
+    lm_run(tmp_path / "halves")
+    for name in ("metrics.jsonl", "eval.jsonl"):
+        assert rows(tmp_path / "whole", name) == rows(tmp_path / "halves", name), name
+
+
+def test_measure_reads_a_run_with_an_lm_receiver(tmp_path, tiny_folder):
+    """As ``latentcode measure`` does: sender, adapter and LM receiver rebuilt from the folder."""
+    from latentcode.channel.measure import measure_run
+
+    summary = lm_run(tmp_path / "run", **{"receiver.teacher": "", "receiver.handover": 0,
+                                          "eval.prompts": 8, "sender.model": str(tiny_folder)})
+    result = measure_run(tmp_path / "run", detectors=[], n_boot=20)
+    # the measurement re-reads the last evaluation's responses with the saved LM receiver
+    assert result["accuracy"] == summary["final_eval"]["accuracy"]
+    assert len(result["prefix_accuracy"]) == 6
+    assert result["prefix_truth_prob"][-1] != pytest.approx(0.25)  # not a fresh, zero head
