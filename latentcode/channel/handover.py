@@ -59,15 +59,15 @@ class HandOver:
         before the hand-over, the student's after)."""
         truth, rewarded_by_student = rollouts.truth(), self.handed_over
         if self.handed_over:
-            fresh = log_posteriors if log_posteriors is not None else \
-                self.student.log_posteriors(rollouts)
             row = self.student.learn(rollouts)
         else:
             if log_posteriors is None:
                 log_posteriors = self.teacher.log_posteriors(rollouts)
-            fresh = self.student.log_posteriors(rollouts)
             row = self.student.learn(rollouts, np.exp(log_posteriors))
-        accuracy = float((fresh.argmax(1) == truth).mean())
+        accuracy = row.pop("fresh_accuracy", None)
+        if accuracy is None:  # no update this step: read the batch separately
+            fresh = self.student.log_posteriors(rollouts)
+            accuracy = float((fresh.argmax(1) == truth).mean())
         self.recent = (self.recent + [accuracy])[-WINDOW:]
         steps = self.student.steps_seen
         if not self.handed_over and (

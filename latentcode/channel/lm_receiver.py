@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..lm import LM
+from .seeds import step_seed
 from .sender import Rollouts
 
 ADAPTER = "receiver"
@@ -177,13 +178,20 @@ class LMReceiver:
 
     def observe(self, rollouts: Rollouts, log_posteriors: np.ndarray | None = None) -> dict:
         """After the batch was scored (its reward came from this receiver before it learns
-        from it): learn from the true secrets."""
-        return self.learn(rollouts)
+        from it): learn from the true secrets. (Its reading of the batch before learning is
+        the step's ``accuracy`` already.)"""
+        row = self.learn(rollouts)
+        row.pop("fresh_accuracy", None)
+        return row
 
     def learn(self, rollouts: Rollouts, targets: np.ndarray | None = None) -> dict:
         """Add the batch to the replay buffer (with ``targets``, distributions over the
         candidates, as soft labels; else the true secrets) and take ``updates_per_step``
-        minibatch steps of cross-entropy on the buffer."""
+        steps of cross-entropy: the first on the new batch itself (as GBRL trains on the
+        sender's latest outputs), the others on minibatches drawn from the buffer.
+
+        The first step's forward pass is also the receiver's reading of the new batch before
+        it learned from it: its accuracy comes back as ``fresh_accuracy``, at no extra cost."""
         self._check_candidates(rollouts)
         truth = rollouts.truth()
         for row, text in enumerate(rollouts.texts):
@@ -193,18 +201,27 @@ class LMReceiver:
             else:
                 target = [float(x) for x in targets[row]]
             self.buffer.append((rollouts.episode_of(row).prompt, text, target))
-        losses = [self.update(u) for u in range(self.updates_per_step)]
+        out: dict = {}
+        if self.updates_per_step:
+            newest = range(len(self.buffer) - len(rollouts), len(self.buffer))
+            loss, fresh = self.update(newest)
+            losses = [loss] + [self.update(self._draw(u))[0]
+                               for u in range(1, self.updates_per_step)]
+            out = {"receiver_loss": float(np.mean(losses)),
+                   "fresh_accuracy": float((fresh.argmax(1) == truth).mean())}
         self.steps_seen += 1
-        return {"receiver_loss": float(np.mean(losses))} if losses else {}
+        return out
 
-    def update(self, index: int) -> float:
-        """One minibatch of cross-entropy on the replay buffer, drawn from a seed of (seed,
-        steps seen, update index): a resumed run draws the same minibatches."""
-        from .regimes.base import step_seed
-
+    def _draw(self, index: int) -> np.ndarray:
+        """A minibatch of buffer rows, drawn from a seed of (seed, steps seen, update index):
+        a resumed run draws the same minibatches."""
         rng = np.random.default_rng(step_seed(self.seed, self.steps_seen, f"receiver-{index}"))
-        rows = rng.choice(len(self.buffer), size=min(self.batch_size, len(self.buffer)),
+        return rng.choice(len(self.buffer), size=min(self.batch_size, len(self.buffer)),
                           replace=False)
+
+    def update(self, rows) -> tuple[float, np.ndarray]:
+        """One step of cross-entropy on these buffer rows: the loss, and the log-posteriors
+        the rows had before the step."""
         batch = [self.buffer[int(r)] for r in rows]
         target = torch.tensor([b[2] for b in batch], dtype=torch.float32,
                               device=self.head.weight.device)
@@ -217,7 +234,7 @@ class LMReceiver:
             torch.nn.utils.clip_grad_norm_(self.parameters, 1.0)
             self.optimizer.step()
         self.model.eval()
-        return float(loss.detach())
+        return float(loss.detach()), log_post.detach().double().cpu().numpy()
 
     # ----------------------------------------------------------------- saving and loading
 

@@ -27,12 +27,9 @@ from ..rewards import (
     token_credit,
     total_reward,
 )
+from ..seeds import step_seed
 from ..sender import Rollouts, Sender, response_logprobs
 from ..tasks import Episode
-
-
-def step_seed(seed: int, step: int, what: str) -> int:
-    return int.from_bytes(random.Random(f"{seed}/{what}/{step}").randbytes(4), "little")
 
 
 @dataclass
