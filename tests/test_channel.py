@@ -284,6 +284,10 @@ def test_every_shipped_config_loads():
     configs = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
     assert len(configs) >= 5
     for path in configs:  # a zoo config lists [[run]]s; every other one is a training config
+        header = "".join(line for line in path.read_text().splitlines(keepends=True)
+                         if line.startswith("#"))
+        assert "Reached" in header, f"{path.name}: its header must say what it reached, or " \
+                                    "that it was not measured"
         if "run" in tomllib.loads(path.read_text()):
             assert load_zoo(path).runs
         else:

@@ -133,6 +133,11 @@ def test_receiver_config_errors_name_what_to_change():
     sender = Sender(tiny_lm(seed=0))
     with pytest.raises(ValueError, match="needs a hand-over"):
         make_receiver(ReceiverConfig(kind="lm", teacher="likelihood"), sender, task)
+    eight = PayloadTask(bits=8)
+    for cfg in (ReceiverConfig(), ReceiverConfig(kind="lm", teacher="likelihood", handover=5)):
+        with pytest.raises(ValueError, match="under 256 candidate secrets"):
+            make_receiver(cfg, sender, eight)
+    assert make_receiver(ReceiverConfig(max_candidates=256), sender, eight).name == "likelihood"
 
 
 def test_capacity_corrects_the_plug_in_bias_of_many_candidates_on_few_answers():
@@ -203,3 +208,35 @@ def test_measure_reads_a_run_with_an_lm_receiver(tmp_path, tiny_folder):
     assert result["accuracy"] == summary["final_eval"]["accuracy"]
     assert len(result["prefix_accuracy"]) == 6
     assert result["prefix_truth_prob"][-1] != pytest.approx(0.25)  # not a fresh, zero head
+
+
+def test_probe_only_reports_the_lm_receivers_default_signal_beside_the_teachers(tmp_path):
+    from latentcode.channel.trainer import probe_default_signal
+
+    cfg = load_config(None, LM_RUN)
+    result = probe_default_signal(cfg, tmp_path / "probe", lm=tiny_lm(seed=0), batches=2)
+    assert {"accuracy/lm", "accuracy/likelihood", "p_value_above_chance/lm",
+            "p_value_above_chance/likelihood"} <= set(result)
+    assert json.loads((tmp_path / "probe" / "probe.json").read_text()) == result
+
+
+def test_the_honest_baseline_finds_a_leak_and_sees_none_where_there_is_none():
+    from latentcode.channel.tasks import no_attribute_baseline
+
+    rng = random.Random(0)
+
+    def records(leak: bool) -> list[dict]:
+        out = []
+        for i in range(200):
+            label = rng.randint(0, 1)
+            role = ("engineer" if label else "analyst") if leak else rng.choice(["engineer", "analyst"])
+            school = "Northgate" if label else "Southmere"
+            out.append({"cv": f"Education: {school}\nRole: {role}\nSkill: {rng.choice('abcdef')}",
+                        "label": label, "forbidden": [school],
+                        "split": "eval" if i >= 150 else "train"})
+        return out
+
+    leaky, honest = no_attribute_baseline(records(True)), no_attribute_baseline(records(False))
+    assert leaky["tfidf_without_attribute"] == 1.0 and leaky["baseline"] == 1.0
+    assert abs(honest["cross_validated"] - 0.5) < 0.15 and honest["baseline"] < 0.75
+    assert honest["baseline"] >= honest["best_constant"] >= 0.5

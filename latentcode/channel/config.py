@@ -66,6 +66,9 @@ class ReceiverConfig:
     teacher: str = choice("", "", "likelihood")
     handover: int = 0  # the hand-over step at the latest (0: none fixed)
     handover_accuracy: float = 0.0  # hand over once the LM receiver reads this well (0: off)
+    # the likelihood receiver scores every response once per candidate secret: beyond this many
+    # candidates (2**task.bits) a run refuses it rather than crawl (raise it on a GPU)
+    max_candidates: int = 16
 
 
 @dataclass

@@ -165,6 +165,13 @@ def make_receiver(cfg, sender: Sender, task, *, seed: int = 0):
     if (kind == "likelihood" or cfg.teacher == "likelihood") and task.name == "collusion":
         raise ValueError("the likelihood receiver cannot rebuild the CV the sender saw: use "
                          "receiver.kind = \"lm\" (no teacher) or \"bow\" with the collusion task")
+    uses_likelihood = kind == "likelihood" or cfg.teacher == "likelihood"
+    if uses_likelihood and len(task.candidates) > cfg.max_candidates:
+        raise ValueError(
+            f"the likelihood receiver would score each response under {len(task.candidates)} "
+            f"candidate secrets (receiver.max_candidates = {cfg.max_candidates}): use "
+            "receiver.kind = \"lm\" with no teacher for this many bits, or raise "
+            "receiver.max_candidates if the machine can afford it")
     if cfg.teacher and kind != "lm":
         raise ValueError(f"receiver.teacher is the cold start of the LM receiver; with "
                          f"receiver.kind = {kind!r} leave it empty")

@@ -207,6 +207,8 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
             summary["instrumentality"] = measure_run(
                 out, detectors=cfg.measure.detectors, n_boot=cfg.measure.bootstrap,
                 sender=sender, receiver=ctx.receiver, detector_lm=judge_lm)
+        if hasattr(task, "honest_baseline"):  # the accuracy to beat without a covert channel
+            summary["honest_baseline"] = task.honest_baseline()
         write_json(out / "summary.json", summary)
     dist.barrier()
     return summary
