@@ -68,8 +68,9 @@ def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, t
     result = {"step": step, "accuracy": float(correct.mean()), "n": len(episodes),
               **decoding_metrics(rollouts, log_post, seed=cfg.seed)}
     for name, component in getattr(receiver, "components", dict)().items():  # a hand-over's
-        result[f"accuracy/{name}"] = float(
-            (component.log_posteriors(seen).argmax(1) == truth).mean())
+        post = (log_post if component is getattr(receiver, "active", None)  # read once
+                else component.log_posteriors(seen))
+        result[f"accuracy/{name}"] = float((post.argmax(1) == truth).mean())
     for name, f in flags.items():
         result[f"flagged/{name}"] = float(np.mean(f))
     transcripts = []

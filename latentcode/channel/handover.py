@@ -51,8 +51,13 @@ class HandOver:
         """The receivers an evaluation reports one by one (``accuracy/<name>``)."""
         return {self.teacher.name: self.teacher, self.student.name: self.student}
 
+    @property
+    def active(self):
+        """The receiver whose posterior is the reward now."""
+        return self.student if self.handed_over else self.teacher
+
     def log_posteriors(self, rollouts: Rollouts) -> np.ndarray:
-        return (self.student if self.handed_over else self.teacher).log_posteriors(rollouts)
+        return self.active.log_posteriors(rollouts)
 
     def observe(self, rollouts: Rollouts, log_posteriors: np.ndarray | None = None) -> dict:
         """``log_posteriors``: what the reward was computed from this step (the teacher's
