@@ -92,7 +92,9 @@ def trl_reward(cfg, task, episodes: list, tokenizer, holder: dict):
         rollouts = Rollouts([episodes[i] for i in episode], 1, [[] for _ in texts], ids, texts,
                             [True] * len(texts))
         reader = receiver()
+        training = holder["model"].training  # the likelihood receiver switches to eval mode,
         log_post = reader.log_posteriors(rollouts)
+        holder["model"].train(training)  # which would file TRL's metrics under eval_*
         truth = rollouts.truth()
         if cfg.receiver.kind == "lm":
             reader.observe(rollouts, log_post)

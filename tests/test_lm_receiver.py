@@ -13,7 +13,7 @@ import torch
 from latentcode.channel.capacity import capacity_bits, per_bit_accuracy, variational_bits
 from latentcode.channel.config import ReceiverConfig, load_config
 from latentcode.channel.lm_receiver import LMReceiver, bit_log_posteriors, head_kind
-from latentcode.channel.receiver import make_receiver
+from latentcode.channel.receiver import LikelihoodReceiver, PseudoLikelihoodReceiver, make_receiver
 from latentcode.channel.sender import Rollouts, Sender
 from latentcode.channel.tasks import CollusionTask, PayloadTask
 from latentcode.channel.trainer import train
@@ -138,6 +138,44 @@ def test_receiver_config_errors_name_what_to_change():
         with pytest.raises(ValueError, match="under 256 candidate secrets"):
             make_receiver(cfg, sender, eight)
     assert make_receiver(ReceiverConfig(max_candidates=256), sender, eight).name == "likelihood"
+    with pytest.raises(ValueError, match="pseudo-likelihood"):  # the way out is named
+        make_receiver(ReceiverConfig(), sender, eight)
+    cheap = make_receiver(ReceiverConfig(kind="lm", teacher="pseudo-likelihood", handover=5),
+                          sender, eight)
+    assert cheap.name == "pseudo-likelihood" and cheap.decoder is cheap.student
+
+
+def test_the_pseudo_likelihood_is_each_bits_exact_posterior_given_the_others(monkeypatch):
+    """k + 1 readings per response, not 2**k, and each bit's conditional equals the one the
+    full likelihood receiver's posterior implies."""
+    import latentcode.channel.receiver as receiver_module
+
+    task = PayloadTask(bits=3)
+    sender = Sender(tiny_lm(seed=0))
+    rollouts = sender.generate(task.episodes(5, random.Random(0), "train"), 1, max_new_tokens=5,
+                               temperature=1.0, seed=0)
+    full = LikelihoodReceiver(sender, task.system_for).log_posteriors(rollouts)
+    pairs: list[int] = []
+    scoring = receiver_module.scoring_rows
+
+    def counted(*args):
+        out = scoring(*args)
+        pairs.append(len(out[0]))
+        return out
+
+    monkeypatch.setattr(receiver_module, "scoring_rows", counted)
+    pseudo = PseudoLikelihoodReceiver(sender, task.system_for).log_posteriors(rollouts)
+    assert pairs == [5 * (3 + 1)]
+    assert np.allclose(np.logaddexp.reduce(pseudo, axis=1), 0.0)  # a distribution per row
+    index = {c: j for j, c in enumerate(task.candidates)}
+    for row, truth in enumerate(rollouts.truth()):
+        secret = task.candidates[truth]
+        for bit in range(3):
+            flipped = secret[:bit] + "10"[int(secret[bit])] + secret[bit + 1:]
+            given_others = full[row, truth] - np.logaddexp(full[row, truth], full[row, index[flipped]])
+            # the pseudo posterior's marginal of this bit at the truth: sum over the others
+            keep = [j for j, c in enumerate(task.candidates) if c[bit] == secret[bit]]
+            assert np.logaddexp.reduce(pseudo[row, keep]) == pytest.approx(given_others, abs=1e-5)
 
 
 def test_capacity_corrects_the_plug_in_bias_of_many_candidates_on_few_answers():
@@ -195,6 +233,13 @@ def test_a_handed_over_run_logs_the_hand_over_and_resumes_to_the_same_metrics(tm
     lm_run(tmp_path / "halves")
     for name in ("metrics.jsonl", "eval.jsonl"):
         assert rows(tmp_path / "whole", name) == rows(tmp_path / "halves", name), name
+
+
+def test_a_pseudo_likelihood_teacher_rewards_but_the_student_is_what_an_evaluation_reports(tmp_path):
+    lm_run(tmp_path / "run", **{"receiver.teacher": "pseudo-likelihood", "rl.steps": 2})
+    before_hand_over = rows(tmp_path / "run", "eval.jsonl")[0]
+    assert "accuracy/pseudo-likelihood" in before_hand_over
+    assert before_hand_over["accuracy"] == before_hand_over["accuracy/lm"]
 
 
 def test_measure_reads_a_run_with_an_lm_receiver(tmp_path, tiny_folder):

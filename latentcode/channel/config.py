@@ -62,8 +62,9 @@ class ReceiverConfig:
     updates_per_step: int = 4
     batch_size: int = 32
     # cold start (channel/handover.py): the teacher gives the reward and the LM receiver learns
-    # its posteriors until the hand-over (a step, and/or the LM receiver's batch accuracy)
-    teacher: str = choice("", "", "likelihood")
+    # its posteriors until the hand-over (a step, and/or the LM receiver's batch accuracy);
+    # pseudo-likelihood: each bit's posterior given the others, k + 1 readings for k bits
+    teacher: str = choice("", "", "likelihood", "pseudo-likelihood")
     handover: int = 0  # the hand-over step at the latest (0: none fixed)
     handover_accuracy: float = 0.0  # hand over once the LM receiver reads this well (0: off)
     # the likelihood receiver scores every response once per candidate secret: beyond this many

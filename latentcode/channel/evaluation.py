@@ -61,15 +61,15 @@ def evaluate(step: int, cfg: TrainConfig, sender: Sender, receiver, overseers, t
     rollouts = eval_rollouts(cfg, sender, task, step, condition)
     episodes = rollouts.episodes
     seen = receiver_view(rollouts, paraphraser, sender, step_seed(cfg.seed, step, "eval-paraphrase"))
-    log_post = receiver.log_posteriors(seen)
+    decoder = getattr(receiver, "decoder", receiver)  # a hand-over's, not a privileged teacher
+    log_post = decoder.log_posteriors(seen)
     truth = rollouts.truth()
     correct = log_post.argmax(1) == truth
     _, flags = judge(overseers, rollouts)
     result = {"step": step, "accuracy": float(correct.mean()), "n": len(episodes),
               **decoding_metrics(rollouts, log_post, seed=cfg.seed)}
     for name, component in getattr(receiver, "components", dict)().items():  # a hand-over's
-        post = (log_post if component is getattr(receiver, "active", None)  # read once
-                else component.log_posteriors(seen))
+        post = log_post if component is decoder else component.log_posteriors(seen)
         result[f"accuracy/{name}"] = float((post.argmax(1) == truth).mean())
     for name, f in flags.items():
         result[f"flagged/{name}"] = float(np.mean(f))

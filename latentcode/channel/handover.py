@@ -26,14 +26,19 @@ from .sender import Rollouts
 WINDOW = 3  # steps of student accuracy averaged for an early hand-over
 
 
+def check_handover(handover: int, handover_accuracy: float) -> None:
+    """Refuse a hand-over that can never happen (before any model is built for it)."""
+    if handover < 0 or not 0.0 <= handover_accuracy <= 1.0 or (handover, handover_accuracy) == (0, 0):
+        raise ValueError(f"receiver.teacher needs a hand-over: receiver.handover > 0 (steps) "
+                         f"and/or receiver.handover_accuracy in (0, 1]; got {handover}, "
+                         f"{handover_accuracy}")
+
+
 class HandOver:
     """Teacher's posterior as the reward until the hand-over, the student's after."""
 
     def __init__(self, teacher, student: LMReceiver, *, handover: int, handover_accuracy: float = 0.0):
-        if handover < 0 or not 0.0 <= handover_accuracy <= 1.0 or (handover, handover_accuracy) == (0, 0):
-            raise ValueError(f"receiver.teacher needs a hand-over: receiver.handover > 0 (steps) "
-                             f"and/or receiver.handover_accuracy in (0, 1]; got {handover}, "
-                             f"{handover_accuracy}")
+        check_handover(handover, handover_accuracy)
         self.teacher, self.student = teacher, student
         self.handover, self.handover_accuracy = handover, handover_accuracy
         self.handed_over_at: int | None = None
@@ -56,7 +61,15 @@ class HandOver:
         """The receiver whose posterior is the reward now."""
         return self.student if self.handed_over else self.teacher
 
+    @property
+    def decoder(self):
+        """The receiver whose reading an evaluation reports as the decoding: the active one,
+        unless it is ``privileged`` (the pseudo-likelihood teacher knows the other bits), then
+        the student."""
+        return self.student if getattr(self.active, "privileged", False) else self.active
+
     def log_posteriors(self, rollouts: Rollouts) -> np.ndarray:
+        """The reward's posterior (the active receiver's)."""
         return self.active.log_posteriors(rollouts)
 
     def observe(self, rollouts: Rollouts, log_posteriors: np.ndarray | None = None) -> dict:

@@ -167,12 +167,13 @@ def measure_run(run: str | Path, *, detectors: Sequence[str] | None = None, n_bo
     max_k = cfg.sender.max_new_tokens
     chance = 1 / len(rollouts.episodes[0].candidates)
     truth = rollouts.truth()
-    post = prefix_posteriors(receiver, rollouts, max_k, sender.lm.tokenizer)
+    reader = getattr(receiver, "decoder", receiver)  # a hand-over's: never a privileged teacher
+    post = prefix_posteriors(reader, rollouts, max_k, sender.lm.tokenizer)
     accuracy = [float((p.argmax(1) == truth).mean()) for p in post]
     # the posterior of the true secret: the same curve with less noise than 0/1 accuracy (its
     # expectation cannot fall as k grows when the receiver is the exact posterior)
     truth_prob = [float(np.exp(p[np.arange(len(truth)), truth]).mean()) for p in post]
-    decoded = receiver.log_posteriors(rollouts).argmax(1)
+    decoded = reader.log_posteriors(rollouts).argmax(1)
     result = {
         "run": str(run), "regime": cfg.regime, "gamma": cfg.rl.gamma, "seed": cfg.seed,
         "n": len(rollouts), "chance": chance,

@@ -10,7 +10,8 @@ reward can be the log-probability of the truth or plain accuracy.
 - ``bow``: TF-IDF + logistic regression, refitted on the sender's recent responses (the
   supervised receiver of Mathew et al. 2024); starts blind, needs a default signal to grow.
 - ``lm``: a language model with its own adapter and head (``lm_receiver.py``), optionally
-  warm-started by distilling the likelihood receiver (``handover.py``).
+  warm-started by distilling the likelihood receiver (``handover.py``), or for many bits its
+  cheaper pseudo-likelihood (``PseudoLikelihoodReceiver``: k + 1 readings per response).
 
 ``observe(rollouts, log_posteriors)`` is called once per step after the batch was scored
 (``log_posteriors``: what its reward came from); a receiver that learns may return metrics.
@@ -64,32 +65,79 @@ class LikelihoodReceiver:
         return (total - torch.logsumexp(total, dim=2, keepdim=True)).numpy()
 
     def _scoring_rows(self, rollouts: Rollouts, candidates) -> tuple[list, list]:
-        """Every (row, candidate) pair: the prompt as the sender would have seen it had that
-        candidate been the secret, and the row's response."""
-        lm = self.sender.lm
-        prompts, responses = [], []
-        for row in range(len(rollouts)):
-            ep = rollouts.episode_of(row)
-            for secret in candidates:
-                system = with_condition(self.system_for(ep, secret), ep.condition)
-                prompts.append(lm.prompt_ids([ep.prompt], system)[0])
-                responses.append(rollouts.response_ids[row])
-        return prompts, responses
+        return scoring_rows(self.sender.lm, self.system_for, rollouts,
+                            [candidates] * len(rollouts))
 
     def log_posteriors_tensor(self, rollouts: Rollouts, batch_size: int = 64) -> torch.Tensor:
         """``[rows, candidates]`` log-posteriors as a tensor; under grad mode the gradient
         reaches the shared weights (the receiver's supervised update, see ``supervised_loss``)."""
-        lm = self.sender.lm
         candidates = rollouts.episodes[0].candidates
-        prompts, responses = self._scoring_rows(rollouts, candidates)
-        self.sender.model.eval()
-        sums = []
-        for start in range(0, len(prompts), batch_size):
-            logp, _ = response_logprobs(lm, prompts[start:start + batch_size],
-                                        responses[start:start + batch_size])
-            sums.append(logp.sum(-1))
-        total = torch.cat(sums).reshape(len(rollouts), len(candidates))
+        total = score_under(self.sender, self.system_for, rollouts,
+                            [candidates] * len(rollouts), batch_size)
         return total - torch.logsumexp(total, dim=1, keepdim=True)
+
+
+def scoring_rows(lm, system_for, rollouts: Rollouts, secrets: list) -> tuple[list, list]:
+    """Every (row, secret) pair, ``secrets[row]`` listing the secrets to try for that row: the
+    prompt as the sender would have seen it had that been the secret, and the row's response."""
+    prompts, responses = [], []
+    for row in range(len(rollouts)):
+        ep = rollouts.episode_of(row)
+        for secret in secrets[row]:
+            system = with_condition(system_for(ep, secret), ep.condition)
+            prompts.append(lm.prompt_ids([ep.prompt], system)[0])
+            responses.append(rollouts.response_ids[row])
+    return prompts, responses
+
+
+def score_under(sender: Sender, system_for, rollouts: Rollouts, secrets: list,
+                batch_size: int = 64) -> torch.Tensor:
+    """``[rows, len(secrets[0])]``: each response's log-likelihood under the sender, had each
+    of its row's ``secrets`` been the secret (one scoring pass per pair)."""
+    prompts, responses = scoring_rows(sender.lm, system_for, rollouts, secrets)
+    sender.model.eval()
+    sums = []
+    for start in range(0, len(prompts), batch_size):
+        logp, _ = response_logprobs(sender.lm, prompts[start:start + batch_size],
+                                    responses[start:start + batch_size])
+        sums.append(logp.sum(-1))
+    return torch.cat(sums).reshape(len(rollouts), len(secrets[0]))
+
+
+class PseudoLikelihoodReceiver:
+    """The likelihood receiver for many bits at the cost of few: each response is scored under
+    the true secret and its k one-bit neighbours (k + 1 readings, not 2**k), which gives every
+    bit's exact posterior *given the other bits* (the conditionals of Besag's 1975
+    pseudo-likelihood); their product is the posterior it returns over all candidates.
+
+    It reads the truth of the other bits, so it is ``privileged``: a reward and a teacher for
+    the LM receiver (``receiver.teacher = "pseudo-likelihood"``), never the decoder an
+    evaluation reports (``HandOver.decoder`` is then the student)."""
+
+    name = "pseudo-likelihood"
+    privileged = True
+
+    def __init__(self, sender: Sender, system_for):
+        self.sender, self.system_for = sender, system_for
+
+    def observe(self, rollouts: Rollouts, log_posteriors=None) -> None:
+        """Learns nothing of its own: it moves with the sender's weights."""
+
+    @torch.no_grad()
+    def log_posteriors(self, rollouts: Rollouts, batch_size: int = 64) -> np.ndarray:
+        candidates = rollouts.episodes[0].candidates
+        bits = np.array([[c == "1" for c in cand] for cand in candidates])  # [candidates, k]
+        truths = [rollouts.episode_of(r).secret for r in range(len(rollouts))]
+        flip = {"0": "1", "1": "0"}
+        secrets = [[t] + [t[:i] + flip[t[i]] + t[i + 1:] for i in range(len(t))] for t in truths]
+        scores = score_under(self.sender, self.system_for, rollouts, secrets,
+                             batch_size).double().cpu().numpy()
+        margin = scores[:, :1] - scores[:, 1:]  # [rows, k]: truth against each neighbour
+        log_true = -np.logaddexp(0.0, -margin)  # log P(bit i = truth_i | response, other bits)
+        log_other = -np.logaddexp(0.0, margin)
+        truth_bits = np.array([[c == "1" for c in t] for t in truths])  # [rows, k]
+        agree = bits[None, :, :] == truth_bits[:, None, :]  # [rows, candidates, k]
+        return np.where(agree, log_true[:, None, :], log_other[:, None, :]).sum(-1)
 
 
 def supervised_loss(log_posteriors: torch.Tensor, truth: np.ndarray) -> torch.Tensor:
@@ -162,7 +210,7 @@ def make_receiver(cfg, sender: Sender, task, *, seed: int = 0):
     kind = cfg.kind
     if kind not in ("likelihood", "bow", "lm"):
         raise ValueError(f"receiver.kind {kind!r}: choose likelihood, bow or lm")
-    if (kind == "likelihood" or cfg.teacher == "likelihood") and task.name == "collusion":
+    if (kind == "likelihood" or cfg.teacher) and task.name == "collusion":
         raise ValueError("the likelihood receiver cannot rebuild the CV the sender saw: use "
                          "receiver.kind = \"lm\" (no teacher) or \"bow\" with the collusion task")
     uses_likelihood = kind == "likelihood" or cfg.teacher == "likelihood"
@@ -170,8 +218,9 @@ def make_receiver(cfg, sender: Sender, task, *, seed: int = 0):
         raise ValueError(
             f"the likelihood receiver would score each response under {len(task.candidates)} "
             f"candidate secrets (receiver.max_candidates = {cfg.max_candidates}): use "
-            "receiver.kind = \"lm\" with no teacher for this many bits, or raise "
-            "receiver.max_candidates if the machine can afford it")
+            "receiver.teacher = \"pseudo-likelihood\" (k + 1 readings for k bits), "
+            "receiver.kind = \"lm\" with no teacher, or raise receiver.max_candidates if the "
+            "machine can afford it")
     if cfg.teacher and kind != "lm":
         raise ValueError(f"receiver.teacher is the cold start of the LM receiver; with "
                          f"receiver.kind = {kind!r} leave it empty")
@@ -180,9 +229,11 @@ def make_receiver(cfg, sender: Sender, task, *, seed: int = 0):
     if kind == "bow":
         return BagOfWordsReceiver(cfg.history, seed)
     from ..lm import load_lm
-    from .handover import HandOver
+    from .handover import HandOver, check_handover
     from .lm_receiver import LMReceiver
 
+    if cfg.teacher:
+        check_handover(cfg.handover, cfg.handover_accuracy)
     shared = not cfg.model
     lm = sender.lm if shared else load_lm(cfg.model, device=sender.lm.device)
     student = LMReceiver(lm, task.candidates, shared=shared, head=cfg.head, rank=cfg.lora_rank,
@@ -191,5 +242,7 @@ def make_receiver(cfg, sender: Sender, task, *, seed: int = 0):
                          history=cfg.history, seed=seed)
     if not cfg.teacher:
         return student
-    return HandOver(LikelihoodReceiver(sender, task.system_for), student,
+    teacher = (PseudoLikelihoodReceiver if cfg.teacher == "pseudo-likelihood"
+               else LikelihoodReceiver)(sender, task.system_for)
+    return HandOver(teacher, student,
                     handover=cfg.handover, handover_accuracy=cfg.handover_accuracy)

@@ -232,7 +232,8 @@ def probe_default_signal(cfg: TrainConfig, out: str | Path, *, lm: LM | None = N
     for step in range(batches):  # the first training steps' episodes and samples, untrained
         rollouts = sample(ctx, step, draw_episodes(ctx, step))
         seen = receiver_view(rollouts, paraphraser, sender, step_seed(cfg.seed, step, "paraphrase"))
-        train_acc.append(float((receiver.log_posteriors(seen).argmax(1)
+        decoder = getattr(receiver, "decoder", receiver)  # never a privileged teacher
+        train_acc.append(float((decoder.log_posteriors(seen).argmax(1)
                                 == rollouts.truth()).mean()))
         receiver.observe(seen)
     result, transcripts = evaluate(0, cfg, sender, receiver, overseers, task, out.name or "probe",
