@@ -9,6 +9,7 @@ from . import (  # noqa: F401  (importing registers the factories)
     classifier,
     distribution,
     encoder_classifier,
+    format_check,
     overseer,
     paraphrase,
     probe,
