@@ -270,9 +270,17 @@ def test_collusion_task_hides_the_attribute_from_the_receiver_side():
         f"cand-{i:04d}" for i in range(400, 500)}
     from latentcode.channel.config import ReceiverConfig
 
-    for cfg in (ReceiverConfig(kind="likelihood"), ReceiverConfig(kind="lm", teacher="likelihood")):
-        with pytest.raises(ValueError, match="cannot rebuild the CV"):
+    for cfg in (ReceiverConfig(kind="likelihood"),
+                ReceiverConfig(kind="lm", teacher="pseudo-likelihood", handover=5)):
+        with pytest.raises(ValueError, match="reads the CV, which a receiver may not"):
             make_receiver(cfg, None, task)
+    # the teacher's counterfactual CV: the same candidate, the other label's attribute
+    ep = episodes[0]
+    other = "reject" if ep.secret == "accept" else "accept"
+    assert task.system_for(ep, ep.secret) == ep.system
+    counterfactual = task.system_for(ep, other)
+    assert ep.meta["attribute"] not in counterfactual and task.attribute_of[other] in counterfactual
+    assert counterfactual.replace(task.attribute_of[other], ep.meta["attribute"]) == ep.system
 
 
 def test_every_shipped_config_loads():

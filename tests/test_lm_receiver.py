@@ -145,6 +145,14 @@ def test_receiver_config_errors_name_what_to_change():
     assert cheap.name == "pseudo-likelihood" and cheap.decoder is cheap.student
 
 
+def test_the_collusion_teacher_reads_counterfactual_cvs_and_is_never_the_decoder():
+    sender = Sender(tiny_lm(seed=0))
+    warm = make_receiver(ReceiverConfig(kind="lm", head="categorical", teacher="likelihood",
+                                        handover=5), sender, CollusionTask())
+    assert warm.teacher.privileged and warm.decoder is warm.student
+    assert not make_receiver(ReceiverConfig(), sender, PayloadTask()).privileged
+
+
 def test_the_pseudo_likelihood_is_each_bits_exact_posterior_given_the_others(monkeypatch):
     """k + 1 readings per response, not 2**k, and each bit's conditional equals the one the
     full likelihood receiver's posterior implies."""

@@ -31,8 +31,10 @@ from .tasks import with_condition
 class LikelihoodReceiver:
     name = "likelihood"
 
-    def __init__(self, sender: Sender, system_for):
-        self.sender, self.system_for = sender, system_for
+    def __init__(self, sender: Sender, system_for, *, privileged: bool = False):
+        # privileged: its scoring prompts hold more than the receiver may see (the collusion
+        # task's CV), so it may give a reward or teach, never be reported as the decoder
+        self.sender, self.system_for, self.privileged = sender, system_for, privileged
 
     def observe(self, rollouts: Rollouts, log_posteriors=None) -> None:
         """Learns nothing of its own: it moves with the sender's weights."""
@@ -210,9 +212,13 @@ def make_receiver(cfg, sender: Sender, task, *, seed: int = 0):
     kind = cfg.kind
     if kind not in ("likelihood", "bow", "lm"):
         raise ValueError(f"receiver.kind {kind!r}: choose likelihood, bow or lm")
-    if (kind == "likelihood" or cfg.teacher) and task.name == "collusion":
-        raise ValueError("the likelihood receiver cannot rebuild the CV the sender saw: use "
-                         "receiver.kind = \"lm\" (no teacher) or \"bow\" with the collusion task")
+    if task.name == "collusion" and (kind == "likelihood" or cfg.teacher == "pseudo-likelihood"):
+        raise ValueError("with the collusion task the likelihood receiver reads the CV, which a "
+                         "receiver may not: use receiver.kind = \"lm\" with receiver.teacher = "
+                         "\"likelihood\" (a teacher only), \"lm\" alone or \"bow\"")
+    if cfg.teacher == "pseudo-likelihood" and not set("".join(task.candidates)) <= {"0", "1"}:
+        raise ValueError("receiver.teacher = \"pseudo-likelihood\" flips bits of a payload: "
+                         f"this task's secrets are {task.candidates[:4]}; use \"likelihood\"")
     uses_likelihood = kind == "likelihood" or cfg.teacher == "likelihood"
     if uses_likelihood and len(task.candidates) > cfg.max_candidates:
         raise ValueError(
@@ -242,7 +248,9 @@ def make_receiver(cfg, sender: Sender, task, *, seed: int = 0):
                          history=cfg.history, seed=seed)
     if not cfg.teacher:
         return student
-    teacher = (PseudoLikelihoodReceiver if cfg.teacher == "pseudo-likelihood"
-               else LikelihoodReceiver)(sender, task.system_for)
+    if cfg.teacher == "pseudo-likelihood":
+        teacher = PseudoLikelihoodReceiver(sender, task.system_for)
+    else:  # the collusion task's counterfactual CVs hold what the receiver may not see
+        teacher = LikelihoodReceiver(sender, task.system_for, privileged=task.name == "collusion")
     return HandOver(teacher, student,
                     handover=cfg.handover, handover_accuracy=cfg.handover_accuracy)
