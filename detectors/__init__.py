@@ -13,6 +13,7 @@ from . import (  # noqa: F401  (importing registers the factories)
     overseer,
     paraphrase,
     probe,
+    stats_classifier,
     string_match,
 )
 from .base import DETECTORS, Detector, DetectorError, load_detector, make_detector, register

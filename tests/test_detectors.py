@@ -319,3 +319,22 @@ def test_overseer_reads_the_yes_no_logit_gap_batched_as_one_at_a_time(tiny, sets
     np.testing.assert_array_equal(load_detector(tmp_path / "o", lm=tiny).score(b[:3]),
                                   det.score(b[:3]))
 
+
+
+@pytest.mark.parametrize("learn_cold", [True, False])
+def test_stats_lr_learns_the_direction_of_a_shift_either_way(tiny, sets, learn_cold, tmp_path):
+    """Text more likely than honest samples (cold) or less (hot): one detector, fitted on
+    labelled examples, finds either, and learns which way it points: fitted on one, it scores
+    the opposite shift as less suspicious than clean text."""
+    a, b, hot = sets
+    cold = sample_clean(tiny, PROMPTS, 60, max_new_tokens=24, seed=4, temperature=0.4,
+                        progress=False)
+    for t in cold:
+        t.label = 1
+    shifted, opposite = (cold, hot) if learn_cold else (hot, cold)
+    detector = make_detector("stats-lr", lm=tiny).fit(a[:30] + shifted[:30])
+    clean = detector.score(b[30:])
+    assert _auroc(clean, detector.score(shifted[30:])) > 0.85
+    assert _auroc(clean, detector.score(opposite[30:])) < 0.45  # measured 0.39 and below 0.3
+    loaded = load_detector(detector.save(tmp_path / "stats-lr"), lm=tiny)
+    np.testing.assert_array_equal(loaded.score(shifted[30:]), detector.score(shifted[30:]))
