@@ -8,13 +8,24 @@ Per transcript, from the token statistics (:mod:`detectors.token_stats`):
   ``(sum log p(x_t) - sum E[log p]) / sqrt(sum Var[log p])``, with the model as its own
   sampling and scoring model: about N(0, 1) for the model's own samples at temperature 1;
 - ``gltr``: the fractions of tokens of rank 1-10, 11-100, 101-1000 (GLTR, Gehrmann et al. 2019).
-- ``tail``: for k in 1, 2, 4, ..., 64, how many tokens rank below the top k, against how many
-  the model itself expects there (the sum over positions of the mass outside its top k), as a
-  z-score; and ``pit``, the mean probability-integral transform of the tokens (the mass of
-  tokens strictly more likely, plus half the token's own), z-scored against its exact mean 1/2.
-  Like Fast-DetectGPT these need no reference: the model says what honest sampling gives.
-  A codec that picks only among the top k tokens (Huffman or block coding of the top k, most
-  "bins" schemes) leaves a tail deficit that grows with every token, whatever its rate.
+- ``tail``: for k in 1, 2, 4, ..., 2**17 (a geometric ladder past every vocabulary), how many
+  tokens rank below the top k, against how many the model itself expects there (the sum over
+  positions of the mass outside its top k), as a z-score; ``pit``, the mean
+  probability-integral transform of the tokens (the mass of tokens strictly more likely, plus
+  half the token's own), z-scored against its exact mean 1/2; and ``pit_dispersion``, the sum
+  of squared PIT deviations against its exact expectation under the model (positive: tokens
+  from both ends of the distribution, negative: crowded into the middle). Like Fast-DetectGPT
+  these need no reference: the model says what honest sampling gives. A codec that picks only
+  among the top k tokens (Huffman or block coding of the top k, most "bins" schemes), at any
+  k, leaves a deficit at the rungs above k that grows with every token, whatever its rate; a
+  reweighting toward likely tokens without truncation moves ``pit`` down and Fast-DetectGPT up.
+  Every z-score is signed, so a shift toward the head and one toward the tail both show.
+  The ``tail`` detector keeps the rungs where honest text expects at least ``min_expected``
+  tokens below the top k (fitted on the clean reference): deeper ones cannot show a deficit
+  in one text, and on short texts they only add noise to the distance.
+- ``positions``: ``pit`` and Fast-DetectGPT's discrepancy on word starts, sentence starts,
+  punctuation and line breaks alone (:data:`detectors.token_stats.CLASSES`), for codes
+  confined to some positions, whose shift the whole text would dilute.
 
 The detector fits where clean text lies (the mean and a shrunk covariance of the chosen
 statistics over clean reference transcripts, Ledoit-Wolf) and scores a transcript by its
@@ -41,7 +52,7 @@ from latentcode.lm import LM
 from latentcode.transcripts import Transcript
 
 from .base import Detector, DetectorError, check_transcripts, clean_reference, register
-from .token_stats import TAIL_KS, TokenStats, token_stats
+from .token_stats import CLASSES, TAIL_KS, TokenStats, token_stats
 
 GLTR_EDGES = (10, 100, 1000)
 STATISTICS = {
@@ -51,7 +62,9 @@ STATISTICS = {
     "gltr": ["gltr_top10", "gltr_top100", "gltr_top1000"],
 }
 STATISTICS["all"] = [f for fs in STATISTICS.values() for f in fs]
-STATISTICS["tail"] = [f"tail_{k}" for k in TAIL_KS] + ["pit"]
+STATISTICS["tail"] = [f"tail_{k}" for k in TAIL_KS] + ["pit", "pit_dispersion"]
+STATISTICS["positions"] = [f"{stat}@{c}" for c in CLASSES for stat in ("pit", "fast_detectgpt")]
+EVERY_FEATURE = list(dict.fromkeys(f for fs in STATISTICS.values() for f in fs))
 
 
 def gltr_buckets(rank: np.ndarray) -> np.ndarray:
@@ -59,8 +72,21 @@ def gltr_buckets(rank: np.ndarray) -> np.ndarray:
     return np.bincount(np.searchsorted(GLTR_EDGES, rank, side="left"), minlength=len(GLTR_EDGES) + 1)
 
 
+def _pit_z(pit: np.ndarray) -> float:
+    """Mean mid-PIT against its exact mean 1/2 (variance 1/12 per token), 0 with no tokens."""
+    return float((pit.sum() - len(pit) / 2) / np.sqrt(len(pit) / 12)) if len(pit) else 0.0
+
+
+def _discrepancy(stats: TokenStats, where: np.ndarray | slice = slice(None)) -> float:
+    """Fast-DetectGPT's analytic discrepancy over the chosen positions, 0 with none."""
+    logp, mean, var = stats.logp[where], stats.mean[where], stats.var[where]
+    if not len(logp):
+        return 0.0
+    return float((logp.sum() - mean.sum()) / np.sqrt(max(var.sum(), 1e-12)))
+
+
 def features(stats: TokenStats) -> dict[str, float]:
-    """Every per-transcript statistic of one text."""
+    """Every per-transcript statistic of one text (``EVERY_FEATURE``)."""
     buckets = gltr_buckets(stats.rank) / len(stats)
     below_top = stats.rank[:, None] > np.array(TAIL_KS)[None, :]  # [tokens, ks]
     q = stats.tail_mass  # what the model expects of each indicator
@@ -68,15 +94,27 @@ def features(stats: TokenStats) -> dict[str, float]:
     # a single surprise must not read as a 30-sigma event
     tail_z = (below_top.sum(0) - q.sum(0)) / np.sqrt(np.maximum((q * (1 - q)).sum(0), 1.0))
     pit = stats.mass_above + np.exp(stats.logp) / 2
+    # squared deviations of the PIT against what the model's own samples give, position by
+    # position; floored like the tail (a deviation's variance is at most 1/64 per token)
+    dev = (pit - 0.5) ** 2
+    dispersion = (dev.sum() - stats.pit_m2.sum()) / np.sqrt(
+        max((stats.pit_m4 - stats.pit_m2 ** 2).sum(), 1 / 16))
+    by_class = {}
+    for name, bit in CLASSES.items():
+        where = (stats.classes & bit) > 0
+        by_class[f"pit@{name}"] = _pit_z(pit[where])
+        by_class[f"fast_detectgpt@{name}"] = _discrepancy(stats, where)
     return {
         "loglik": float(stats.logp.mean()),
         "logrank": float(np.log(stats.rank).mean()),
-        "fast_detectgpt": float((stats.logp.sum() - stats.mean.sum()) / np.sqrt(max(stats.var.sum(), 1e-12))),
+        "fast_detectgpt": _discrepancy(stats),
         "gltr_top10": float(buckets[0]),
         "gltr_top100": float(buckets[1]),
         "gltr_top1000": float(buckets[2]),
         **{f"tail_{k}": float(z) for k, z in zip(TAIL_KS, tail_z)},
-        "pit": float((pit.sum() - len(stats) / 2) / np.sqrt(len(stats) / 12)),
+        "pit": _pit_z(pit),
+        "pit_dispersion": float(dispersion),
+        **by_class,
     }
 
 
@@ -85,19 +123,29 @@ class DistributionDetector(Detector):
     needs_lm = True
 
     def __init__(self, lm: LM | None = None, statistic: str = "all", max_tokens: int = 512,
-                 batch_size: int = 8):
+                 batch_size: int = 8, min_expected: float = 1.0):
         if statistic not in STATISTICS:
             raise DetectorError(f"unknown statistic {statistic!r}; choose from {', '.join(STATISTICS)}")
         self.lm, self.statistic, self.max_tokens, self.batch_size = lm, statistic, max_tokens, batch_size
+        self.min_expected = min_expected
 
     def token_stats(self, transcripts: Sequence[Transcript], progress: bool = False) -> list[TokenStats]:
         return token_stats(self.lm, transcripts, max_tokens=self.max_tokens,
                            batch_size=self.batch_size, progress=progress)
 
     def features(self, transcripts: Sequence[Transcript]) -> np.ndarray:
-        """The chosen statistics, one row per transcript."""
-        names = STATISTICS[self.statistic]
+        """The chosen statistics (those kept by ``fit``), one row per transcript."""
+        names = getattr(self, "feature_names_", STATISTICS[self.statistic])
         return np.array([[features(s)[n] for n in names] for s in self.token_stats(transcripts)])
+
+    def _rungs_that_can_show(self, stats: list[TokenStats], names: list[str]) -> list[str]:
+        """The tail rungs where honest text of this kind expects at least ``min_expected``
+        tokens below the top k: deeper ones cannot show a deficit in one text and only add
+        noise to the distance (the deepest rung that expects most is kept in any case)."""
+        expected = np.mean([s.tail_mass.sum(0) for s in stats], axis=0)
+        keep = {f"tail_{k}" for k, e in zip(TAIL_KS, expected) if e >= self.min_expected}
+        keep = keep or {f"tail_{TAIL_KS[int(np.argmax(expected))]}"}
+        return [n for n in names if not n.startswith("tail_") or n in keep]
 
     def fit(self, transcripts: Sequence[Transcript], labels: Sequence[int] | None = None):
         from sklearn.covariance import LedoitWolf
@@ -105,6 +153,8 @@ class DistributionDetector(Detector):
         clean = clean_reference(transcripts, labels)
         if len(clean) < 2:
             raise DetectorError(f"the clean reference needs at least 2 transcripts, got {len(clean)}")
+        self.feature_names_ = self._rungs_that_can_show(self.token_stats(clean),
+                                                        list(STATISTICS[self.statistic]))
         x = self.features(clean)
         self.center_ = x.mean(axis=0)
         self.precision_ = LedoitWolf().fit(x).precision_
@@ -116,7 +166,11 @@ class DistributionDetector(Detector):
 
     def score(self, transcripts: Sequence[Transcript]) -> np.ndarray:
         self.check_fitted()
-        d = self.features(check_transcripts(transcripts)) - self.center_
+        x = self.features(check_transcripts(transcripts))
+        if x.shape[1] != len(self.center_):  # a folder saved by an older version
+            raise DetectorError(f"{self.name} ({self.statistic}) was fitted on {len(self.center_)} "
+                                f"statistics, this version computes {x.shape[1]}: fit it again")
+        d = x - self.center_
         return np.einsum("ij,jk,ik->i", d, self.precision_, d)
 
     def set_test(self, transcripts: Sequence[Transcript]) -> dict[str, float]:
@@ -133,18 +187,19 @@ class DistributionDetector(Detector):
 
 
 @register("distribution", needs_lm=True)
-def distribution(lm=None, statistic: str = "all", max_tokens: int = 512, batch_size: int = 8):
+def distribution(lm=None, statistic: str = "all", max_tokens: int = 512, batch_size: int = 8,
+                 min_expected: float = 1.0):
     """Every token statistic at once, squared Mahalanobis distance from clean text."""
-    return DistributionDetector(lm, statistic, max_tokens, batch_size)
+    return DistributionDetector(lm, statistic, max_tokens, batch_size, min_expected)
 
 
 def _single(statistic: str):
-    def factory(lm=None, max_tokens: int = 512, batch_size: int = 8):
-        return DistributionDetector(lm, statistic, max_tokens, batch_size)
+    def factory(lm=None, max_tokens: int = 512, batch_size: int = 8, min_expected: float = 1.0):
+        return DistributionDetector(lm, statistic, max_tokens, batch_size, min_expected)
 
     factory.__doc__ = f"The {statistic} statistic(s) alone, squared Mahalanobis distance from clean text."
     return factory
 
 
-for _name in ("loglik", "logrank", "fast-detectgpt", "gltr", "tail"):
+for _name in ("loglik", "logrank", "fast-detectgpt", "gltr", "tail", "positions"):
     register(_name, needs_lm=True)(_single(_name))

@@ -6,8 +6,9 @@ any of them either way, by any amount, and several at once by a little: text mad
 than honest samples (reweighting towards the head) as well as less, a deficit at one depth of
 the rank ladder and not at another. ``stats-lr`` lets labelled data say so: every per-text
 statistic of :func:`detectors.distribution.features` (log-likelihood, log-rank,
-Fast-DetectGPT's discrepancy, GLTR's buckets, the tail ladder and the PIT), standardised on the
-training set, in an L2-regularised logistic regression. Its weights say which way, and how
+Fast-DetectGPT's discrepancy, GLTR's buckets, the tail ladder, the PIT and its dispersion, and
+the PIT and discrepancy at word starts, sentence starts, punctuation and line breaks),
+standardised on the training set, in an L2-regularised logistic regression. Its weights say which way, and how
 much, each statistic pointed on the training codes (``weights()``).
 """
 
@@ -21,10 +22,10 @@ from latentcode.lm import LM
 from latentcode.transcripts import Transcript
 
 from .base import Detector, check_transcripts, labels_of, register
-from .distribution import STATISTICS, features
+from .distribution import EVERY_FEATURE, features
 from .token_stats import token_stats
 
-FEATURES = list(dict.fromkeys(STATISTICS["all"] + STATISTICS["tail"]))
+FEATURES = EVERY_FEATURE
 
 
 class StatsClassifier(Detector):

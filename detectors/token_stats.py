@@ -4,16 +4,26 @@ For every token of a response (the text re-tokenized, conditioned on the rendere
 its log-probability, its rank among all tokens, and the mean and variance of log p(x) when x
 is drawn from the model's own next-token distribution. The last two are what Fast-DetectGPT's
 analytic sampling discrepancy needs (Bao et al. 2024); the first two are GLTR's (Gehrmann et
-al. 2019). Two more describe the tail the token was drawn from: the probability mass of tokens
-strictly more likely than it (its probability-integral transform, uniform for the model's own
-samples), and the mass outside the top k tokens for k in ``TAIL_KS``, which is the probability
-that an honest sample at that position would rank below k. Both let a detector compare what
-it sees with what the model itself expects, with no clean reference at all. Every distribution detector reads these, and they are computed once per (model,
-prompt, text) in a process: a bounded cache serves the second detector that asks.
+al. 2019). More describe where in the distribution the token was drawn from: the probability
+mass of tokens strictly more likely than it (its probability-integral transform, PIT, uniform
+for the model's own samples), the second and fourth moments of the mid-PIT under the model's
+own sampling (so that a dispersion statistic has an exact expectation), and the mass outside
+the top k tokens for k on a geometric ladder up to the largest vocabularies (``TAIL_KS``):
+the probability that an honest sample at that position would rank below k. Truncation at any
+depth leaves a deficit at some rung of the ladder. All of these let a detector compare what it
+sees with what the model itself expects, with no clean reference at all.
+
+Each token also carries its position classes (``CLASSES``: word start, sentence start,
+punctuation, line break), read off the text's characters, so that a code confined to some
+positions can be tested there instead of being diluted over the whole text.
+
+Every distribution detector reads these, and they are computed once per (model, prompt, text)
+in a process: a bounded cache serves the second detector that asks.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,7 +38,8 @@ from .base import DetectorError
 from .cache import ForwardCache, clear_all
 
 CACHE_SIZE = 20_000
-TAIL_KS = (1, 2, 4, 8, 16, 32, 64)
+TAIL_KS = tuple(2 ** i for i in range(18))  # 1 .. 131072: past every vocabulary in use
+CLASSES = {"word": 1, "sentence": 2, "punct": 4, "newline": 8}  # bits of TokenStats.classes
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,9 @@ class TokenStats:
     var: np.ndarray  # Var_{x~p} log p(x)
     mass_above: np.ndarray  # sum of p over tokens strictly more likely than this one
     tail_mass: np.ndarray  # [tokens, len(TAIL_KS)]: mass outside the top k at this position
+    pit_m2: np.ndarray  # E_{x~p} (u(x) - 1/2)^2, u the mid-PIT
+    pit_m4: np.ndarray  # E_{x~p} (u(x) - 1/2)^4
+    classes: np.ndarray  # uint8 bit mask of CLASSES per token
     truncated: bool  # the text was cut to fit max_tokens or the model's context
 
     def __len__(self) -> int:
@@ -76,9 +90,10 @@ def token_stats(lm: LM, transcripts: Sequence[Transcript], *, max_tokens: int = 
 
     prompts = lm.prompt_ids([transcripts[i].prompt for i in todo])
     limit = _context_limit(lm)
-    rows, texts, cut = [], [], []
+    rows, texts, cut, classes = [], [], [], []
     for i, prompt in zip(todo, prompts):
-        ids = lm.tokenizer(transcripts[i].text, add_special_tokens=False)["input_ids"]
+        text = transcripts[i].text
+        ids, spans = _tokens_and_spans(lm.tokenizer, text)
         if not ids:
             raise DetectorError(f"transcript {transcripts[i].id!r}: the text has no tokens")
         room = max_tokens if limit is None else min(max_tokens, limit - len(prompt))
@@ -87,6 +102,7 @@ def token_stats(lm: LM, transcripts: Sequence[Transcript], *, max_tokens: int = 
                                 f"model's context of {limit} tokens")
         cut.append(len(ids) > room)
         texts.append(ids[:room])
+        classes.append(position_classes(text, spans[:room]))
         rows.append(prompt + ids[:room])
     bar = tqdm(total=len(todo), desc="token statistics", unit="text", disable=not progress)
     for batch, inputs in length_sorted_batches(lm, rows, batch_size):
@@ -104,16 +120,69 @@ def token_stats(lm: LM, transcripts: Sequence[Transcript], *, max_tokens: int = 
             mean = plogp.sum(-1)
             var = (torch.where(p > 0, plogp * lp, torch.zeros_like(p)).sum(-1) - mean ** 2).clamp(min=0)
             above = torch.where(higher, p, torch.zeros_like(p)).sum(-1)
-            top = p.topk(min(max(TAIL_KS), p.shape[-1]), dim=-1).values.cumsum(-1)
-            tail = (1 - top[:, [min(k, top.shape[-1]) - 1 for k in TAIL_KS]]).clamp(min=0)
-            stats = TokenStats(logp.double().cpu().numpy(), rank.cpu().numpy(),
-                               mean.double().cpu().numpy(), var.double().cpu().numpy(),
-                               above.double().cpu().numpy(), tail.double().cpu().numpy(), cut[j])
+            ordered = p.sort(dim=-1, descending=True).values
+            cum = ordered.cumsum(-1)
+            tail = (1 - cum[:, [min(k, cum.shape[-1]) - 1 for k in TAIL_KS]]).clamp(min=0)
+            centred = cum - ordered / 2 - 0.5  # mid-PIT of each token in rank order, minus 1/2
+            m2 = (ordered * centred ** 2).sum(-1)
+            m4 = (ordered * centred ** 4).sum(-1)
+            logp_, mean_, var_, above_, tail_, m2_, m4_ = (
+                x.double().cpu().numpy() for x in (logp, mean, var, above, tail, m2, m4))
+            stats = TokenStats(logp_, rank.cpu().numpy(), mean_, var_, above_, tail_, m2_, m4_,
+                               classes[j], cut[j])
             out[todo[j]] = stats
             _cache.put(keys[todo[j]], stats)
         bar.update(len(batch))
     bar.close()
     return out  # type: ignore[return-value]
+
+
+def _tokens_and_spans(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids of ``text`` and each token's character span (from the fast tokenizer's
+    offsets; a slow one's tokens are decoded one by one and laid end to end)."""
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    spans, at = [], 0
+    for i in ids:
+        n = len(tokenizer.decode([i]))
+        spans.append((min(at, len(text)), min(at + n, len(text))))
+        at += n
+    return list(ids), spans
+
+
+def _is_punct(ch: str) -> bool:
+    return unicodedata.category(ch)[0] in "PS"
+
+
+def position_classes(text: str, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Each token's classes as a bit mask (``CLASSES``), from the characters of the text.
+
+    A word start is a token whose first visible character follows whitespace (or opens the
+    text); a sentence start is a word start after ``.``, ``!``, ``?`` or a line break (or at
+    the start); punctuation is a token of punctuation and symbols only; a line break is a
+    token that holds one.
+    """
+    out = np.zeros(len(spans), dtype=np.uint8)
+    for t, (start, end) in enumerate(spans):
+        piece = text[start:end]
+        if "\n" in piece:
+            out[t] |= CLASSES["newline"]
+        visible = [i for i in range(start, end) if not text[i].isspace()]
+        if not visible:
+            continue
+        first = visible[0]
+        if all(_is_punct(text[i]) for i in visible):
+            out[t] |= CLASSES["punct"]
+        if first == 0 or text[first - 1].isspace():
+            out[t] |= CLASSES["word"]
+            back = first - 1
+            while back >= 0 and text[back] in " \t":
+                back -= 1
+            if back < 0 or text[back] in ".!?\n":
+                out[t] |= CLASSES["sentence"]
+    return out
 
 
 def clear_cache() -> None:

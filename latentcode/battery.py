@@ -5,7 +5,10 @@ transcripts (the codecs' own sampling pipeline with nothing hidden), never plain
 ``sample_clean`` text: that may stop early or be sampled in another precision, a label leak
 any detector would find. The prompts are split in two halves; every detector is fitted on
 transcripts of the first half (unsupervised ones on the null transcripts only) and scored on
-transcripts of the second, so no test prompt was seen in fitting. Supervised detectors are
+transcripts of the second, so no test prompt was seen in fitting. Every comparison is matched:
+within a split, each source answers the same prompts as the clean side (which may hold more
+samples per prompt), so a detector can only tell them apart by what was hidden, never by what
+was asked; :func:`run_battery` refuses data that is not. Supervised detectors are
 fitted per source for the AUROC table, and once more on every source together for the pooled
 scores (one monitor trained on everything, as a deployed one would be), which go to the report.
 """
@@ -36,25 +39,43 @@ CODEC_SOURCES = {  # source name -> (codec, params); "null" is the clean side
     "discop": ("discop", {}),
     "sparsamp": ("sparsamp", {}),
 }
-UNSUPERVISED = ["distribution", "loglik", "logrank", "fast-detectgpt", "gltr", "tail", "overseer"]
-SUPERVISED = ["tfidf", "probe", "minilm"]
-NO_LM = {"tfidf", "minilm", "string-match"}
+UNSUPERVISED = ["distribution", "loglik", "logrank", "fast-detectgpt", "gltr", "tail",
+                "positions", "format", "overseer"]
+SUPERVISED = ["tfidf", "probe", "minilm", "stats-lr"]
+NO_LM = {"tfidf", "minilm", "string-match", "format"}
+
+
+SPLIT_SEEDS = {"train": 1, "test": 2}
+
+
+def split_prompts(prompts: Sequence[Prompt], split: str, n: int,
+                  distinct: int | None = None) -> list[Prompt]:
+    """The prompts of ``n`` transcripts of one split, the same for every source: a clean side
+    with ``n`` = several times ``distinct`` answers each of a source's ``distinct`` prompts
+    equally often."""
+    return assign_prompts(prompts, n, seed=SPLIT_SEEDS[split], distinct=distinct)
 
 
 def codec_transcripts(lm, source: str, split: str, prompts: Sequence[Prompt], n: int, *,
                       out: Path, key: bytes, max_new_tokens: int, payload_bits: int,
-                      batch_size: int, progress: bool = True) -> list[Transcript]:
-    """``n`` transcripts of one codec source, cached in ``out/{source}-{split}.jsonl``."""
+                      batch_size: int, progress: bool = True,
+                      distinct: int | None = None,
+                      codec: tuple[str, dict] | None = None) -> list[Transcript]:
+    """``n`` transcripts of one codec source on :func:`split_prompts`, cached in
+    ``out/{source}-{split}.jsonl`` (made again if the cache answers other prompts).
+    ``codec`` is the (name, params) to use, by default ``CODEC_SOURCES[source]``."""
     path = Path(out) / f"{source}-{split}.jsonl"
+    chosen = split_prompts(prompts, split, n, distinct)
     if path.is_file():
-        return read_transcripts(path)
-    codec_name, params = CODEC_SOURCES[source]
-    codec = make_codec(codec_name, **params)
-    seed = {"train": 1, "test": 2}[split]
-    made = codec.encode(lm, assign_prompts(prompts, n, seed=seed),
-                        random_payloads(n, payload_bits, seed=seed), key,
-                        max_new_tokens=max_new_tokens, batch_size=batch_size,
-                        ids=[f"{source}-{split}-{i:05d}" for i in range(n)], progress=progress)
+        cached = read_transcripts(path)
+        if [t.prompt for t in cached] == [p.prompt for p in chosen]:
+            return cached
+    codec_name, params = codec or CODEC_SOURCES[source]
+    encoder = make_codec(codec_name, **params)
+    seed = SPLIT_SEEDS[split]
+    made = encoder.encode(lm, chosen, random_payloads(n, payload_bits, seed=seed), key,
+                          max_new_tokens=max_new_tokens, batch_size=batch_size,
+                          ids=[f"{source}-{split}-{i:05d}" for i in range(n)], progress=progress)
     for t in made:
         t.source = source
     write_transcripts(path, made)
@@ -86,6 +107,7 @@ def run_battery(data: dict[tuple[str, str], list[Transcript]], names: Sequence[s
     test_all = pooled_test(data)
     if {t.prompt for t in data[NULL, "train"]} & {t.prompt for t in data[NULL, "test"]}:
         raise ValueError("the train and test transcripts share prompts: split by prompt")
+    check_matched(data)
     spans, start = {}, len(data[NULL, "test"])  # where each source sits in test_all
     for source in sources:
         spans[source] = slice(start, start + len(data[source, "test"]))
@@ -122,6 +144,30 @@ def run_battery(data: dict[tuple[str, str], list[Transcript]], names: Sequence[s
         pooled[name] = scores
         seconds[name] = round(time.perf_counter() - started, 1)
     return auroc, pooled, seconds
+
+
+def check_matched(data: dict[tuple[str, str], list[Transcript]]) -> None:
+    """Refuse a comparison whose sides answer different prompts: within each split, every
+    source's prompts must be among the clean side's, and every clean prompt among some
+    source's (the clean side may answer each several times)."""
+    for split in ("train", "test"):
+        clean = {t.prompt for t in data.get((NULL, split), [])}
+        answered: set[str] = set()
+        for (source, s), ts in data.items():
+            if s != split or source == NULL:
+                continue
+            prompts = {t.prompt for t in ts}
+            answered |= prompts
+            if prompts - clean:
+                raise ValueError(
+                    f"source {source!r} ({split}) answers {len(prompts - clean)} prompts the clean "
+                    f"side does not, e.g. {min(prompts - clean)[:80]!r}: sample the clean side "
+                    "on the same prompts (split_prompts with distinct=..., several samples each)")
+        if answered and clean - answered:
+            raise ValueError(
+                f"the clean side ({split}) answers {len(clean - answered)} prompts no source does, "
+                f"e.g. {min(clean - answered)[:80]!r}: draw it on the sources' prompts "
+                "(split_prompts with distinct=...)")
 
 
 def pooled_test(data: dict[tuple[str, str], list[Transcript]]) -> list[Transcript]:

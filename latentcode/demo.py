@@ -33,12 +33,12 @@ from .battery import (
     pooled_test,
     run_battery,
     split_by_prompt,
+    split_prompts,
     with_scores,
 )
 from .jsonl import claim_folder, write_json
 from .lm import LM, load_lm
 from .prompts import DEFAULT_PROMPTS, read_prompts
-from .sampling import assign_prompts
 from .transcripts import Transcript, mean_bits_per_token, read_transcripts, write_transcripts
 
 POLICY = "policy"
@@ -48,8 +48,9 @@ POLICY = "policy"
 class DemoConfig:
     n_train: int = 24  # transcripts per source on the train half of the prompts
     n_test: int = 32  # ... and on the test half
-    clean_multiple: int = 3  # the clean side's test half holds this many times n_test: every
-    # positive source is compared against it, so the pooled report is not 1 clean to 7 positive
+    clean_multiple: int = 3  # the clean side's test half holds this many times n_test, that
+    # many samples of each source's test prompts: every positive source is compared against it
+    # on the same prompts, and the pooled report is not 1 clean to 7 positive
     max_new_tokens: int = 24  # every source, the policy's answers included (no length leak)
     sources: list[str] = field(default_factory=lambda: [s for s in CODEC_SOURCES if s != NULL])
     detectors: list[str] = field(default_factory=lambda: UNSUPERVISED + SUPERVISED)
@@ -121,7 +122,7 @@ def policy_transcripts(cfg: DemoConfig, run: Path, split: str, prompts, n: int,
     sender = Sender.load(load_lm(cfg.model or None), run / "adapter")
     rng = random.Random(step_seed(cfg.seed, 0, f"demo-{split}"))
     episodes = []
-    for i, prompt in enumerate(assign_prompts(prompts, n, seed={"train": 3, "test": 4}[split])):
+    for i, prompt in enumerate(split_prompts(prompts, split, n)):  # the codecs' prompts
         secret = rng.choice(task.candidates)
         episodes.append(Episode(f"{POLICY}-{split}-{i:05d}", prompt.prompt, task.system(secret),
                                 secret, task.candidates, task.forbidden(), {"prompt_id": prompt.id}))
@@ -210,10 +211,12 @@ def run_demo(cfg: DemoConfig, out: str | Path, *, progress: bool = True, log=pri
         for split, n in (("train", cfg.n_train), ("test", n_test)):
             t0 = time.perf_counter()
             cached = (out / "transcripts" / f"{source}-{split}.jsonl").is_file()
+            distinct = cfg.n_train if split == "train" else cfg.n_test  # matched prompts
             data[source, split] = codec_transcripts(
                 lm, source, split, halves[split], n, out=out / "transcripts",
                 key=cfg.key.encode(), max_new_tokens=cfg.max_new_tokens,
-                payload_bits=cfg.payload_bits, batch_size=16, progress=progress)
+                payload_bits=cfg.payload_bits, batch_size=16, progress=progress,
+                distinct=distinct)
             how = "[resume] cached" if cached else f"in {time.perf_counter() - t0:.0f} s"
             log(f"  {source}/{split}: {len(data[source, split])} transcripts {how}")
     lm.model.float()  # detectors read the model in float32

@@ -14,12 +14,19 @@ from .transcripts import Transcript
 MAX_EMPTY_RETRIES = 3
 
 
-def assign_prompts(prompts: Sequence[Prompt], n: int, seed: int) -> list[Prompt]:
-    """``n`` prompts: a seeded shuffle of the list, cycled when ``n`` exceeds it."""
+def assign_prompts(prompts: Sequence[Prompt], n: int, seed: int,
+                   distinct: int | None = None) -> list[Prompt]:
+    """``n`` prompts: a seeded shuffle of the list, cycled when ``n`` exceeds it.
+
+    With ``distinct``, only the first ``distinct`` prompts of the shuffle are cycled through,
+    so a larger set (the clean side, several samples per prompt) uses exactly the prompts of a
+    smaller one drawn with the same seed (one source's test set): a matched comparison.
+    """
     if not prompts:
         raise ValueError("no prompts to sample from")
     order = np.random.default_rng([seed, 0x5EED]).permutation(len(prompts))
-    return [prompts[order[i % len(prompts)]] for i in range(n)]
+    cycle = len(prompts) if distinct is None else max(1, min(distinct, len(prompts)))
+    return [prompts[order[i % cycle]] for i in range(n)]
 
 
 def sample_clean(

@@ -31,6 +31,12 @@ def test_demo_runs_every_stage_writes_the_report_and_resumes(tmp_path, capsys):
     for source in ("null", "huffman-k2", "policy"):  # fitted on the other half of the prompts
         assert not test_prompts & {t.prompt for t in read_transcripts(
             out / "transcripts" / f"{source}-train.jsonl")}
+    # matched: every source answers exactly the clean side's test prompts, each clean prompt
+    # twice (--clean-multiple 2), so no detector can tell the sides apart by what was asked
+    clean_prompts = [t.prompt for t in scored if t.source == "null"]
+    for source in ("huffman-k2", "discop", "policy"):
+        assert {t.prompt for t in scored if t.source == source} == set(clean_prompts)
+    assert all(clean_prompts.count(p) == 2 for p in clean_prompts)
     policy = [t for t in scored if t.source == "policy"]
     assert all(t.label == 1 and t.payload in ("0", "1") and "correct" in t.meta for t in policy)
 

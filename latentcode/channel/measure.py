@@ -116,6 +116,10 @@ def concealment(samples: Sequence[Transcript], detectors: Sequence[str], lm, out
     for t in samples:
         data[(NULL if t.label == 0 else source), prompt_half(t.prompt)].append(
             dataclasses.replace(t, source=NULL if t.label == 0 else source))
+    for half in ("train", "test"):  # matched prompts (a blank clean answer drops its prompt)
+        shared = {t.prompt for t in data[NULL, half]} & {t.prompt for t in data[source, half]}
+        for side in (NULL, source):
+            data[side, half] = [t for t in data[side, half] if t.prompt in shared]
     small = [k for k, v in data.items() if len(v) < 2]
     if small:
         raise ValueError(f"concealment needs at least 2 transcripts in each of clean/sender x "

@@ -6,6 +6,7 @@ report can rebuild a codec from its name and parameters.
 
 from .arithmetic import Arithmetic
 from .base import Codec, CodecError, DecodeResult, token_table
+from .bins import Bins
 from .discop import Discop
 from .huffman import Huffman
 from .meteor import Meteor
@@ -16,13 +17,17 @@ CODECS: dict[str, type[Codec]] = {cls.name: cls for cls in (Huffman, Arithmetic,
 # ``null``: the codecs' sampling pipeline with nothing hidden (label 0), the matched control for
 # distortion measurements and detectors; kept out of CODECS because it has no decoder.
 CONTROLS: dict[str, type[Codec]] = {NullCodec.name: NullCodec}
+# variants made for the detectors' generalisation benchmark (``latentcode.generalization``):
+# they decode, but every token of a bin carries bits, so on text the tokenizer reads in more
+# than one way the receiver's search backtracks far more than the reference codecs' does
+VARIANTS: dict[str, type[Codec]] = {Bins.name: Bins}
 
 
 def make_codec(name: str, **params) -> Codec:
-    cls = CODECS.get(name) or CONTROLS.get(name)
+    cls = CODECS.get(name) or CONTROLS.get(name) or VARIANTS.get(name)
     if cls is None:
-        raise CodecError(f"unknown codec {name!r}; choose from {', '.join(sorted(CODECS | CONTROLS))}")
+        raise CodecError(f"unknown codec {name!r}; choose from {', '.join(sorted(CODECS | CONTROLS | VARIANTS))}")
     return cls(**params)
 
 
-__all__ = ["CODECS", "CONTROLS", "Codec", "CodecError", "DecodeResult", "NullCodec", "make_codec", "token_table"]
+__all__ = ["CODECS", "CONTROLS", "VARIANTS", "Codec", "CodecError", "DecodeResult", "NullCodec", "make_codec", "token_table"]
