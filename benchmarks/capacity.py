@@ -35,6 +35,7 @@ def run_config(bits: int, steps: int, tokens: int, prompts: int):
                                "sender.max_new_tokens": tokens, "eval.prompts": prompts,
                                "eval.every": steps, "measure.enabled": False})
     cfg.receiver.teacher = "pseudo-likelihood"  # one affordable teacher for every k
+    cfg.receiver.pooling = "attention"  # a k-bit code may lie in the order of tokens
     # hand over within the first two thirds of the budget at the latest
     cfg.receiver.handover = min(cfg.receiver.handover, max(1, 2 * steps // 3))
     cfg.reward.overseer_warmup = min(cfg.reward.overseer_warmup, cfg.receiver.handover)

@@ -52,6 +52,30 @@ def test_the_lm_receiver_learns_a_planted_code_in_a_few_updates(bits):
     assert (decoded == held_out.truth()).mean() >= 0.95
 
 
+def ordered(task, n: int, seed: int, split: str = "train") -> Rollouts:
+    """Responses that spell the secret's bits in order ("one zero zero"): every bit string with
+    the same number of ones holds the same words, so only their order tells them apart."""
+    episodes = task.episodes(n, random.Random(seed), split)
+    texts = [f"Here is my answer: {' '.join(('zero', 'one')[int(b)] for b in ep.secret)}."
+             for ep in episodes]
+    return Rollouts(episodes, 1, [[] for _ in texts], [[1] for _ in texts], texts,
+                    [True] * len(texts))
+
+
+def test_attention_pooling_reads_a_code_in_the_order_of_tokens():
+    task = PayloadTask(bits=3)
+    held_out = ordered(task, 64, seed=99, split="eval")
+    accuracy = {}
+    for pooling in ("mean", "attention"):
+        receiver = receiver_on(task, pooling=pooling)
+        assert np.allclose(receiver.log_posteriors(held_out), -np.log(8))  # chance at first
+        for step in range(12):
+            receiver.observe(ordered(task, 16, seed=step))
+        accuracy[pooling] = (receiver.log_posteriors(held_out).argmax(1) == held_out.truth()).mean()
+    assert accuracy["attention"] >= 0.95, accuracy
+    assert accuracy["mean"] < accuracy["attention"], accuracy
+
+
 def test_the_receiver_reads_prompt_and_response_and_never_the_secret():
     task = PayloadTask(bits=2)
     receiver = receiver_on(task, updates_per_step=1)

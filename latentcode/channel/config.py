@@ -58,6 +58,9 @@ class ReceiverConfig:
     lora_alpha: int = 16
     lora_targets: list[str] = field(default_factory=list)  # empty: the architecture's default
     head: str = choice("auto", "auto", "bits", "categorical")  # auto: bits for a payload
+    # how the head reads the response's tokens: their mean, or one learned attention per
+    # output (each bit may look at its own positions: a code in the order of tokens)
+    pooling: str = choice("mean", "mean", "attention")
     lr: float = 1e-3
     updates_per_step: int = 4
     batch_size: int = 32

@@ -19,6 +19,13 @@ small or random model the contextual states are dominated by the prompt, and lex
 such as synonyms or a list format, are the commonest learned ones). It gives either one logit per bit (a k-bit payload: the candidates' log-probabilities are sums of
 per-bit log-sigmoids) or one logit per candidate (a categorical secret, such as a hiring
 label). Head weights start at zero, so an untrained receiver is exactly at chance.
+
+``pooling="attention"`` replaces the two means by one learned attention over the response's
+tokens per output (each token's two states, layer-normed, concatenated), scored by what a
+token is (a query per output) and where it stands (a learned bias per output and position in
+the response, up to ``POSITIONS``): a bag of tokens cannot tell "1101" from "1011", and a code
+in the order of tokens needs each bit to look at its own positions. Queries and biases start
+at zero, so it starts as a uniform mean.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from .sender import Rollouts
 
 ADAPTER = "receiver"
 SEPARATOR = "\n\n"  # between the cover prompt and the response the receiver reads
+POSITIONS = 256  # attention pooling: response positions with a bias of their own (later: the last)
 
 
 def head_kind(candidates: tuple[str, ...], requested: str = "auto") -> str:
@@ -75,7 +83,7 @@ class LMReceiver:
     def __init__(self, lm: LM, candidates: tuple[str, ...], *, shared: bool, head: str = "auto",
                  rank: int = 8, alpha: int = 16, targets=(), lr: float = 1e-3,
                  updates_per_step: int = 4, batch_size: int = 32, history: int = 512,
-                 seed: int = 0):
+                 pooling: str = "mean", seed: int = 0):
         from peft import LoraConfig, get_peft_model
 
         from .lora import lora_targets, wraps_conv1d
@@ -84,7 +92,10 @@ class LMReceiver:
             raise ValueError("receiver.updates_per_step must be >= 0, receiver.batch_size and "
                              f"receiver.history >= 1; got {updates_per_step}, {batch_size}, "
                              f"{history}")
+        if pooling not in ("mean", "attention"):
+            raise ValueError(f"receiver.pooling must be 'mean' or 'attention', got {pooling!r}")
         self.candidates, self.head_kind = tuple(candidates), head_kind(tuple(candidates), head)
+        self.pooling = pooling
         self.updates_per_step, self.batch_size, self.seed = updates_per_step, batch_size, seed
         base = lm.model.get_base_model() if shared else lm.model
         modules = lora_targets(base, targets)
@@ -102,9 +113,17 @@ class LMReceiver:
         self.head = torch.nn.Linear(2 * hidden, out, dtype=torch.float32, device=lm.device)
         torch.nn.init.zeros_(self.head.weight)
         torch.nn.init.zeros_(self.head.bias)
+        self.query = self.position = None
+        if pooling == "attention":  # per output a query and a bias per position, all zero
+            self.query = torch.nn.Linear(2 * hidden, out, bias=False, dtype=torch.float32,
+                                         device=lm.device)
+            torch.nn.init.zeros_(self.query.weight)
+            self.position = torch.nn.Parameter(
+                torch.zeros(POSITIONS, out, dtype=torch.float32, device=lm.device))
         with self.active():
             params = [p for n, p in self.model.named_parameters() if f".{ADAPTER}." in n]
-        self.parameters = params + list(self.head.parameters())
+        self.parameters = params + list(self.head.parameters()) + (
+            [self.query.weight, self.position] if self.query is not None else [])
         self.optimizer = torch.optim.AdamW(self.parameters, lr=lr, weight_decay=0.0)
         # replay buffer: (prompt, response text, target distribution over candidates)
         self.buffer: deque[tuple[str, str, list[float]]] = deque(maxlen=history)
@@ -142,10 +161,12 @@ class LMReceiver:
         ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
         attention = torch.zeros_like(ids)
         pool = torch.zeros((len(rows), width), dtype=torch.float32, device=device)
+        where = torch.zeros((len(rows), width), dtype=torch.long, device=device)
         for i, (p, r) in enumerate(rows):
             row = p + r
             ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
             attention[i, :len(row)] = 1
+            where[i, len(p):len(row)] = torch.arange(len(r), device=device).clamp(max=POSITIONS - 1)
             if r:
                 pool[i, len(p):len(row)] = 1.0 / len(r)
             else:  # an empty response: the last prompt token is all there is to read
@@ -153,10 +174,19 @@ class LMReceiver:
         body = self.model.get_base_model().base_model  # the transformer without its LM head
         states = body(input_ids=ids, attention_mask=attention,
                       output_hidden_states=True).hidden_states
-        parts = [(states[i].float() * pool[..., None]).sum(1) for i in (-1, 0)]
-        # each part on one scale, so neither drowns the other's signal
-        pooled = torch.cat([torch.nn.functional.layer_norm(x, x.shape[-1:]) for x in parts], -1)
-        logits = self.head(pooled)
+        if self.query is None:
+            parts = [(states[i].float() * pool[..., None]).sum(1) for i in (-1, 0)]
+            # each part on one scale, so neither drowns the other's signal
+            pooled = torch.cat([torch.nn.functional.layer_norm(x, x.shape[-1:]) for x in parts], -1)
+            logits = self.head(pooled)
+        else:
+            tokens = torch.cat([torch.nn.functional.layer_norm(x, x.shape[-1:])
+                                for x in (states[-1].float(), states[0].float())], -1)
+            scores = self.query(tokens) + self.position[where]  # what, and where
+            scores = scores.masked_fill((pool == 0)[..., None], float("-inf"))
+            weights = torch.softmax(scores, dim=1)  # [rows, width, outputs], over tokens
+            pooled = torch.einsum("rwo,rwd->rod", weights, tokens)
+            logits = (pooled * self.head.weight[None]).sum(-1) + self.head.bias
         if self.head_kind == "bits":
             return bit_log_posteriors(logits)
         return torch.log_softmax(logits, -1)
@@ -244,6 +274,8 @@ class LMReceiver:
         adapter = get_peft_model_state_dict(self.model, adapter_name=ADAPTER)
         out = {f"adapter.{k}": v for k, v in adapter.items()}
         out.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
+        if self.query is not None:
+            out.update({"query.weight": self.query.weight, "position": self.position})
         return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
     def load_weights(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -253,6 +285,12 @@ class LMReceiver:
         set_peft_model_state_dict(self.model, adapter, adapter_name=ADAPTER)
         self.head.load_state_dict({k[len("head."):]: v for k, v in tensors.items()
                                    if k.startswith("head.")})
+        if (self.query is None) != ("query.weight" not in tensors):
+            raise ValueError("the saved receiver and this one pool differently (receiver.pooling)")
+        if self.query is not None:
+            with torch.no_grad():
+                self.query.weight.copy_(tensors["query.weight"])
+                self.position.copy_(tensors["position"])
 
     def save(self, folder: Path, *, optimizer: bool = True) -> None:
         """Weights (and optimizer moments) as safetensors in ``folder``; ``state()`` holds the
@@ -263,7 +301,8 @@ class LMReceiver:
 
         folder.mkdir(parents=True, exist_ok=True)
         save_file(self.weights(), str(folder / "receiver.safetensors"))
-        meta = {"head": self.head_kind, "candidates": list(self.candidates)}
+        meta = {"head": self.head_kind, "candidates": list(self.candidates),
+                "pooling": self.pooling}
         if optimizer:
             tensors, meta["optimizer"] = optimizer_tensors(self.optimizer)
             if tensors:

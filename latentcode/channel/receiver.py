@@ -245,7 +245,7 @@ def make_receiver(cfg, sender: Sender, task, *, seed: int = 0):
     student = LMReceiver(lm, task.candidates, shared=shared, head=cfg.head, rank=cfg.lora_rank,
                          alpha=cfg.lora_alpha, targets=cfg.lora_targets, lr=cfg.lr,
                          updates_per_step=cfg.updates_per_step, batch_size=cfg.batch_size,
-                         history=cfg.history, seed=seed)
+                         history=cfg.history, pooling=cfg.pooling, seed=seed)
     if not cfg.teacher:
         return student
     if cfg.teacher == "pseudo-likelihood":
