@@ -135,8 +135,11 @@ class DistributionDetector(Detector):
 
     def features(self, transcripts: Sequence[Transcript]) -> np.ndarray:
         """The chosen statistics (those kept by ``fit``), one row per transcript."""
+        return self._matrix(self.token_stats(transcripts))
+
+    def _matrix(self, stats: list[TokenStats]) -> np.ndarray:
         names = getattr(self, "feature_names_", STATISTICS[self.statistic])
-        return np.array([[features(s)[n] for n in names] for s in self.token_stats(transcripts)])
+        return np.array([[features(s)[n] for n in names] for s in stats])
 
     def _rungs_that_can_show(self, stats: list[TokenStats], names: list[str]) -> list[str]:
         """The tail rungs where honest text of this kind expects at least ``min_expected``
@@ -153,12 +156,12 @@ class DistributionDetector(Detector):
         clean = clean_reference(transcripts, labels)
         if len(clean) < 2:
             raise DetectorError(f"the clean reference needs at least 2 transcripts, got {len(clean)}")
-        self.feature_names_ = self._rungs_that_can_show(self.token_stats(clean),
-                                                        list(STATISTICS[self.statistic]))
-        x = self.features(clean)
+        stats = self.token_stats(clean)
+        self.feature_names_ = self._rungs_that_can_show(stats, list(STATISTICS[self.statistic]))
+        x = self._matrix(stats)
         self.center_ = x.mean(axis=0)
         self.precision_ = LedoitWolf().fit(x).precision_
-        ranks = np.concatenate([s.rank for s in self.token_stats(clean)])
+        ranks = np.concatenate([s.rank for s in stats])
         self.reference_log_ranks_ = np.sort(np.log(ranks))
         self.reference_buckets_ = gltr_buckets(ranks)
         self.n_reference_ = len(clean)

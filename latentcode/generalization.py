@@ -73,23 +73,17 @@ def source_transcripts(lm, name: str, split: str, prompts: Sequence[Prompt], n: 
                        out: Path, key: bytes, max_new_tokens: int, payload_bits: int,
                        batch_size: int, distinct: int | None = None, progress: bool = True,
                        sources: dict[str, Source] = SOURCES) -> list[Transcript]:
-    """``n`` transcripts of one source (:data:`SOURCES`, or ``NULL``), cached in ``out``."""
-    if name == NULL:
-        return codec_transcripts(lm, NULL, split, prompts, n, out=out, key=key,
-                                 max_new_tokens=max_new_tokens, payload_bits=payload_bits,
-                                 batch_size=batch_size, progress=progress, distinct=distinct,
-                                 codec=("null", {}))
-    spec = sources[name]
+    """``n`` transcripts of one source (:data:`SOURCES`, or ``NULL``), cached in ``out``.
+    An edit is applied to null-codec text of its own (cached as ``{name}.base``)."""
+    spec = sources[name] if name != NULL else Source("clean", "null")
+    made = codec_transcripts(lm, f"{name}.base" if spec.edit else name, split, prompts, n,
+                             out=out, key=key, max_new_tokens=max_new_tokens,
+                             payload_bits=payload_bits, batch_size=batch_size, progress=progress,
+                             distinct=distinct, codec=(spec.codec, spec.params))
     if spec.edit is None:
-        return codec_transcripts(lm, name, split, prompts, n, out=out, key=key,
-                                 max_new_tokens=max_new_tokens, payload_bits=payload_bits,
-                                 batch_size=batch_size, progress=progress, distinct=distinct,
-                                 codec=(spec.codec, spec.params))
+        return made
+    base = made
     path = Path(out) / f"{name}-{split}.jsonl"
-    base = codec_transcripts(lm, f"{name}.base", split, prompts, n, out=out, key=key,
-                             max_new_tokens=max_new_tokens, payload_bits=payload_bits,
-                             batch_size=batch_size, progress=progress, distinct=distinct,
-                             codec=("null", {}))
     if path.is_file():
         cached = read_transcripts(path)
         if [t.prompt for t in cached] == [t.prompt for t in base]:

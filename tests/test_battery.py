@@ -14,14 +14,17 @@ from latentcode.transcripts import Transcript
 WORDS = ["the", "a", "river", "stone", "light", "quiet", "morning", "walk", "green", "door", "window", "bread"]
 
 
-def texts(source: str, split: str, n: int, marker: str | None, seed: int) -> list[Transcript]:
+def texts(source: str, split: str, n: int, marker: str | None, seed: int,
+          per_prompt: int = 1) -> list[Transcript]:
+    """``n`` random word strings, ``marker`` planted once in each; ``per_prompt`` in a row
+    answer one prompt (a clean side with several samples per prompt)."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
         words = [rng.choice(WORDS) for _ in range(12)]
         if marker:
             words[rng.randrange(12)] = marker
-        out.append(Transcript(id=f"{source}-{split}-{i}", prompt=f"{split} prompt {i}",
+        out.append(Transcript(id=f"{source}-{split}-{i}", prompt=f"{split} prompt {i // per_prompt}",
                               text=" ".join(words), label=int(source != NULL),
                               payload="1" if source != NULL else None, source=source))
     return out

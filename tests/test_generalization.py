@@ -3,10 +3,9 @@ matched prompts every comparison is held to."""
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
+from test_battery import texts  # the battery's word-string transcripts
 
 from latentcode.battery import NULL, check_matched, split_prompts
 from latentcode.edits import make_edit
@@ -18,21 +17,6 @@ from latentcode.generalization import (
     source_transcripts,
 )
 from latentcode.prompts import Prompt
-from latentcode.transcripts import Transcript
-
-WORDS = ["the", "a", "river", "stone", "light", "quiet", "morning", "walk", "green", "door"]
-
-
-def texts(source, split, n, marker, seed, per_prompt=1):
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        words = [rng.choice(WORDS) for _ in range(12)]
-        if marker:
-            words[rng.randrange(12)] = marker
-        out.append(Transcript(id=f"{source}-{split}-{i}", prompt=f"{split} prompt {i // per_prompt}",
-                              text=" ".join(words), label=int(source != NULL), source=source))
-    return out
 
 
 def data(n=30):
