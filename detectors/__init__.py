@@ -15,6 +15,7 @@ from . import (  # noqa: F401  (importing registers the factories)
     probe,
     stats_classifier,
     string_match,
+    truncation,
 )
 from .base import DETECTORS, Detector, DetectorError, load_detector, make_detector, register
 

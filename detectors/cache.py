@@ -2,8 +2,9 @@
 
 Several detectors read the same model over the same texts (the distribution statistics, a
 probe fitted per source); the cache lets the second one skip the forward pass. Keys carry the
-model's weights version (the sum of its parameters' in-place update counters) and dtype, so an
-optimizer step or a cast between calls (an overseer inside RL training) never serves stale
+model's weights version (the sum of its parameters' in-place update counters), dtype and
+active adapter, so an optimizer step, a cast or an adapter switched off between calls (an
+overseer inside RL training, a white-box monitor reading the sender) never serves stale
 results.
 """
 
@@ -15,11 +16,23 @@ from collections.abc import Hashable
 from latentcode.lm import LM
 
 
+def adapter_state(model) -> tuple:
+    """Which LoRA adapter a peft model runs with, and whether adapters are switched off (a
+    sender's reference): the same weights compute another function under each."""
+    active = getattr(model, "active_adapter", None)
+    for module in model.modules():
+        if hasattr(module, "lora_A") and hasattr(module, "disable_adapters"):
+            return (str(active), bool(module.disable_adapters))
+    return (str(active), None)
+
+
 def model_state(model) -> tuple:
-    """Changes whenever a parameter is updated in place or the model is cast or replaced."""
+    """Changes whenever a parameter is updated in place, the model is cast or replaced, or
+    another adapter (or none) is switched on."""
     params = list(model.parameters())
     return (str(params[0].dtype) if params else None,
-            sum(p._version for p in params), tuple(p.data_ptr() for p in params[:2]))
+            sum(p._version for p in params), tuple(p.data_ptr() for p in params[:2]),
+            adapter_state(model))
 
 
 _all: list[ForwardCache] = []

@@ -52,7 +52,7 @@ from latentcode.lm import LM
 from latentcode.transcripts import Transcript
 
 from .base import Detector, DetectorError, check_transcripts, clean_reference, register
-from .token_stats import CLASSES, TAIL_KS, TokenStats, token_stats
+from .token_stats import CLASSES, NUCLEUS_PS, TAIL_KS, TokenStats, token_stats
 
 GLTR_EDGES = (10, 100, 1000)
 STATISTICS = {
@@ -62,9 +62,11 @@ STATISTICS = {
     "gltr": ["gltr_top10", "gltr_top100", "gltr_top1000"],
 }
 STATISTICS["all"] = [f for fs in STATISTICS.values() for f in fs]
-STATISTICS["tail"] = [f"tail_{k}" for k in TAIL_KS] + ["pit", "pit_dispersion"]
+STATISTICS["tail"] = ([f"tail_{k}" for k in TAIL_KS] + [f"nucleus_{p}" for p in NUCLEUS_PS]
+                      + ["pit", "pit_dispersion"])
 STATISTICS["positions"] = [f"{stat}@{c}" for c in CLASSES for stat in ("pit", "fast_detectgpt")]
-EVERY_FEATURE = list(dict.fromkeys(f for fs in STATISTICS.values() for f in fs))
+EVERY_FEATURE = list(dict.fromkeys(f for fs in STATISTICS.values() for f in fs)) + ["truncation"]
+LADDER = [f"tail_{k}" for k in TAIL_KS] + [f"nucleus_{p}" for p in NUCLEUS_PS]
 
 
 def gltr_buckets(rank: np.ndarray) -> np.ndarray:
@@ -85,14 +87,44 @@ def _discrepancy(stats: TokenStats, where: np.ndarray | slice = slice(None)) -> 
     return float((logp.sum() - mean.sum()) / np.sqrt(max(var.sum(), 1e-12)))
 
 
+def _outside(stats: TokenStats) -> tuple[np.ndarray, np.ndarray]:
+    """For every rung of both ladders (``LADDER``: the top k, then the top-p nucleus), which
+    tokens fall outside it [tokens, rungs] and the mass the model puts outside it there."""
+    outside = np.concatenate([stats.rank[:, None] > np.array(TAIL_KS)[None, :],
+                              stats.rank[:, None] > stats.nucleus_size], axis=1)
+    return outside, np.concatenate([stats.tail_mass, stats.nucleus_mass], axis=1)
+
+
+TRUNCATION_SLACK = 0.01  # the share of tokens a truncated sampler may leave its set by
+
+
+def truncation_evidence(stats: TokenStats, slack: float = TRUNCATION_SLACK) -> tuple[float, int]:
+    """The likelihood-ratio test of "sampled from the model cut to one rung of the ladders
+    and renormalised" against "sampled from the model", at the best rung, and that rung.
+
+    The alternative leaves its set at a rate ``slack`` (an encoder's text re-tokenized may
+    split a word otherwise than it was written, and one such token must not erase the rest),
+    so each token's ratio is ``slack + (1 - slack) [inside] / (1 - q_t)``, q_t the mass the
+    model puts outside the rung. Its expectation under honest sampling is exactly 1, so the
+    product is a martingale and ``exp(-evidence)`` bounds the chance that an honest text
+    scores as high at one rung (Ville's inequality). The deepest rung, past the vocabulary,
+    scores 0: the evidence is never negative.
+    """
+    outside, q = _outside(stats)
+    ratio = slack + (1 - slack) * (~outside) / (1 - np.clip(q, 0.0, 1 - 1e-12))
+    with np.errstate(divide="ignore"):  # no slack: a token outside is -inf at its rung
+        evidence = np.log(ratio).sum(axis=0)
+    best = int(np.argmax(evidence))
+    return max(0.0, float(evidence[best])), best
+
+
 def features(stats: TokenStats) -> dict[str, float]:
     """Every per-transcript statistic of one text (``EVERY_FEATURE``)."""
     buckets = gltr_buckets(stats.rank) / len(stats)
-    below_top = stats.rank[:, None] > np.array(TAIL_KS)[None, :]  # [tokens, ks]
-    q = stats.tail_mass  # what the model expects of each indicator
+    outside, q = _outside(stats)  # and what the model expects of each indicator
     # variance floored at one token's worth: where the model is all but sure of an indicator,
     # a single surprise must not read as a 30-sigma event
-    tail_z = (below_top.sum(0) - q.sum(0)) / np.sqrt(np.maximum((q * (1 - q)).sum(0), 1.0))
+    ladder_z = (outside.sum(0) - q.sum(0)) / np.sqrt(np.maximum((q * (1 - q)).sum(0), 1.0))
     pit = stats.mass_above + np.exp(stats.logp) / 2
     # squared deviations of the PIT against what the model's own samples give, position by
     # position; floored like the tail (a deviation's variance is at most 1/64 per token)
@@ -111,10 +143,11 @@ def features(stats: TokenStats) -> dict[str, float]:
         "gltr_top10": float(buckets[0]),
         "gltr_top100": float(buckets[1]),
         "gltr_top1000": float(buckets[2]),
-        **{f"tail_{k}": float(z) for k, z in zip(TAIL_KS, tail_z)},
+        **{name: float(z) for name, z in zip(LADDER, ladder_z)},
         "pit": _pit_z(pit),
         "pit_dispersion": float(dispersion),
         **by_class,
+        "truncation": truncation_evidence(stats)[0],
     }
 
 
@@ -142,13 +175,13 @@ class DistributionDetector(Detector):
         return np.array([[features(s)[n] for n in names] for s in stats])
 
     def _rungs_that_can_show(self, stats: list[TokenStats], names: list[str]) -> list[str]:
-        """The tail rungs where honest text of this kind expects at least ``min_expected``
-        tokens below the top k: deeper ones cannot show a deficit in one text and only add
-        noise to the distance (the deepest rung that expects most is kept in any case)."""
-        expected = np.mean([s.tail_mass.sum(0) for s in stats], axis=0)
-        keep = {f"tail_{k}" for k, e in zip(TAIL_KS, expected) if e >= self.min_expected}
-        keep = keep or {f"tail_{TAIL_KS[int(np.argmax(expected))]}"}
-        return [n for n in names if not n.startswith("tail_") or n in keep]
+        """The rungs of both ladders where honest text of this kind expects at least
+        ``min_expected`` tokens outside: deeper ones cannot show a deficit in one text and only
+        add noise to the distance (the rung that expects most is kept in any case)."""
+        expected = np.mean([_outside(s)[1].sum(0) for s in stats], axis=0)
+        keep = {n for n, e in zip(LADDER, expected) if e >= self.min_expected}
+        keep = keep or {LADDER[int(np.argmax(expected))]}
+        return [n for n in names if n not in LADDER or n in keep]
 
     def fit(self, transcripts: Sequence[Transcript], labels: Sequence[int] | None = None):
         from sklearn.covariance import LedoitWolf

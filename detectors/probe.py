@@ -4,6 +4,7 @@ The reader runs over the rendered prompt and the response; the hidden states of 
 layers are mean-pooled over the response tokens and concatenated. Two uses:
 
 - :class:`ProbeDetector` (``probe``): logistic regression, stego versus clean (supervised);
+  ``policy-probe`` is the same read-out of a trained sender's own activations (white-box);
 - :func:`payload_probe`: one probe per payload bit, cross-validated; accuracy above 1/2 on
   held-out transcripts means the activations carry the payload, a channel the reader can read.
   The binomial test counts every (transcript, bit) prediction; bits of one transcript are
@@ -19,7 +20,7 @@ import torch
 from scipy.stats import binomtest
 
 from latentcode.generation import length_sorted_batches
-from latentcode.lm import LM
+from latentcode.lm import LM, evaluating
 from latentcode.transcripts import Transcript
 
 from .base import Detector, DetectorError, check_transcripts, labels_of, register
@@ -66,7 +67,8 @@ def pooled_hidden_states(lm: LM, transcripts: Sequence[Transcript], layers: Sequ
         rows.append(prompt + ids)
         n_text.append(len(ids))
     for batch, inputs in length_sorted_batches(lm, rows, batch_size):
-        hidden = lm.model(**inputs, output_hidden_states=True, logits_to_keep=1).hidden_states
+        with evaluating(lm.model):
+            hidden = lm.model(**inputs, output_hidden_states=True, logits_to_keep=1).hidden_states
         for r, j in enumerate(batch):
             pooled = [hidden[k][r, -n_text[j]:].double().mean(0) for k in index]
             out[todo[j]] = torch.cat(pooled).cpu().numpy()
@@ -117,6 +119,17 @@ def probe(lm=None, layers: Sequence[int] = (-1,), C: float = 0.1, max_tokens: in
           batch_size: int = 8, seed: int = 0):
     """Logistic-regression probe on mean-pooled hidden states, stego versus clean."""
     return ProbeDetector(lm, layers, C, max_tokens, batch_size, seed)
+
+
+@register("policy-probe", needs_lm=True)
+def policy_probe(lm=None, layers: Sequence[int] = (-1,), C: float = 0.1, max_tokens: int = 512,
+                 batch_size: int = 8, seed: int = 0):
+    """The probe on a trained sender's own hidden states (its adapter on: white-box), as
+    opposed to a frozen reader's; ``latentcode detect --policy RUN`` gives it the sender."""
+    return ProbeDetector(lm, layers, C, max_tokens, batch_size, seed)
+
+
+policy_probe.reads_policy = True  # a caller hands it the policy, not the frozen reader
 
 
 def payload_probe(lm: LM, transcripts: Sequence[Transcript], *, n_bits: int = 8,

@@ -9,8 +9,10 @@ mass of tokens strictly more likely than it (its probability-integral transform,
 for the model's own samples), the second and fourth moments of the mid-PIT under the model's
 own sampling (so that a dispersion statistic has an exact expectation), and the mass outside
 the top k tokens for k on a geometric ladder up to the largest vocabularies (``TAIL_KS``):
-the probability that an honest sample at that position would rank below k. Truncation at any
-depth leaves a deficit at some rung of the ladder. All of these let a detector compare what it
+the probability that an honest sample at that position would rank below k; and the same by
+mass, for the top-p nucleus at p on a ladder up to 0.999 (``NUCLEUS_PS``: the nucleus's size
+and the mass outside it). Truncation at any depth, to a fixed count or a fixed mass, leaves a
+deficit at some rung of one ladder. All of these let a detector compare what it
 sees with what the model itself expects, with no clean reference at all.
 
 Each token also carries its position classes (``CLASSES``: word start, sentence start,
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 from latentcode.generation import length_sorted_batches
-from latentcode.lm import LM
+from latentcode.lm import LM, evaluating
 from latentcode.transcripts import Transcript
 
 from .base import DetectorError
@@ -39,6 +41,7 @@ from .cache import ForwardCache, clear_all
 
 CACHE_SIZE = 20_000
 TAIL_KS = tuple(2 ** i for i in range(18))  # 1 .. 131072: past every vocabulary in use
+NUCLEUS_PS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)  # top-p truncation, by mass
 CLASSES = {"word": 1, "sentence": 2, "punct": 4, "newline": 8}  # bits of TokenStats.classes
 
 
@@ -50,6 +53,8 @@ class TokenStats:
     var: np.ndarray  # Var_{x~p} log p(x)
     mass_above: np.ndarray  # sum of p over tokens strictly more likely than this one
     tail_mass: np.ndarray  # [tokens, len(TAIL_KS)]: mass outside the top k at this position
+    nucleus_size: np.ndarray  # [tokens, len(NUCLEUS_PS)]: tokens in the smallest set of mass >= p
+    nucleus_mass: np.ndarray  # [tokens, len(NUCLEUS_PS)]: mass outside that nucleus
     pit_m2: np.ndarray  # E_{x~p} (u(x) - 1/2)^2, u the mid-PIT
     pit_m4: np.ndarray  # E_{x~p} (u(x) - 1/2)^4
     classes: np.ndarray  # uint8 bit mask of CLASSES per token
@@ -107,7 +112,8 @@ def token_stats(lm: LM, transcripts: Sequence[Transcript], *, max_tokens: int = 
     bar = tqdm(total=len(todo), desc="token statistics", unit="text", disable=not progress)
     for batch, inputs in length_sorted_batches(lm, rows, batch_size):
         width = max(len(texts[j]) for j in batch)
-        logits = lm.model(**inputs, logits_to_keep=width + 1).logits[:, :-1]
+        with evaluating(lm.model):
+            logits = lm.model(**inputs, logits_to_keep=width + 1).logits[:, :-1]
         for row, j in enumerate(batch):
             n = len(texts[j])
             lp = torch.log_softmax(logits[row, width - n:].float(), dim=-1)
@@ -123,13 +129,21 @@ def token_stats(lm: LM, transcripts: Sequence[Transcript], *, max_tokens: int = 
             ordered = p.sort(dim=-1, descending=True).values
             cum = ordered.cumsum(-1)
             tail = (1 - cum[:, [min(k, cum.shape[-1]) - 1 for k in TAIL_KS]]).clamp(min=0)
+            # the top-p nucleus: the first rank whose cumulative mass reaches p
+            ps = torch.tensor(NUCLEUS_PS, dtype=cum.dtype, device=cum.device)
+            last = torch.searchsorted(cum, ps.expand(len(cum), -1).contiguous())
+            last = last.clamp(max=cum.shape[-1] - 1)
+            nucleus_out = (1 - cum.gather(1, last)).clamp(min=0)
             centred = cum - ordered / 2 - 0.5  # mid-PIT of each token in rank order, minus 1/2
             m2 = (ordered * centred ** 2).sum(-1)
             m4 = (ordered * centred ** 4).sum(-1)
-            logp_, mean_, var_, above_, tail_, m2_, m4_ = (
-                x.double().cpu().numpy() for x in (logp, mean, var, above, tail, m2, m4))
-            stats = TokenStats(logp_, rank.cpu().numpy(), mean_, var_, above_, tail_, m2_, m4_,
-                               classes[j], cut[j])
+            logp_, mean_, var_, above_, tail_, out_, m2_, m4_ = (
+                x.double().cpu().numpy() for x in (logp, mean, var, above, tail, nucleus_out,
+                                                   m2, m4))
+            stats = TokenStats(logp=logp_, rank=rank.cpu().numpy(), mean=mean_, var=var_,
+                               mass_above=above_, tail_mass=tail_,
+                               nucleus_size=(last + 1).cpu().numpy(), nucleus_mass=out_,
+                               pit_m2=m2_, pit_m4=m4_, classes=classes[j], truncated=cut[j])
             out[todo[j]] = stats
             _cache.put(keys[todo[j]], stats)
         bar.update(len(batch))

@@ -39,7 +39,7 @@ CODEC_SOURCES = {  # source name -> (codec, params); "null" is the clean side
     "discop": ("discop", {}),
     "sparsamp": ("sparsamp", {}),
 }
-UNSUPERVISED = ["distribution", "loglik", "logrank", "fast-detectgpt", "gltr", "tail",
+UNSUPERVISED = ["distribution", "loglik", "logrank", "fast-detectgpt", "gltr", "tail", "truncation",
                 "positions", "format", "overseer"]
 SUPERVISED = ["tfidf", "probe", "minilm", "stats-lr"]
 NO_LM = {"tfidf", "minilm", "string-match", "format"}
@@ -116,11 +116,12 @@ def run_battery(data: dict[tuple[str, str], list[Transcript]], names: Sequence[s
     pooled: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     for name in names:
-        supervised = name in SUPERVISED
-
         def fitted(fit_on, name=name):
             det = make_detector(name) if name in NO_LM else make_detector(name, lm=lm)
             return det.fit(fit_on)
+
+        # fitted on labelled data or on clean text alone: the detector says which
+        supervised = (make_detector(name) if name in NO_LM else make_detector(name, lm=lm)).needs_labels
 
         started = time.perf_counter()
         if not supervised:  # one fit on clean text, every test transcript scored once

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -80,6 +81,18 @@ class LM:
 
 
 # ----------------------------------------------------------------------------- devices
+
+
+@contextmanager
+def evaluating(model):
+    """The model in eval mode (no dropout) for a read-out, then back in the mode it was in: a
+    monitor may read a policy between two of its training steps."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

@@ -230,7 +230,7 @@ def test_group_advantages_are_centred_and_scaled_per_group():
     ({"task.name": "poker"}, "task.name: 'poker' is not allowed; choose one of payload, collusion"),
     ({"receiver.kind": "oracle"}, "choose one of likelihood, bow"),
     ({"rl.steps": "many"}, "rl.steps: must be int, got 'many'"),
-    ({"reward.overseers": "string-match"}, "reward.overseers: must be a list of strings"),
+    ({"reward.overseers": "string-match"}, "reward.overseers: must be a list of names or tables"),
     ({"colour": "red"}, "colour: unknown key in the top level; allowed: seed, regime, task"),
 ])
 def test_malformed_config_names_the_key_and_the_allowed_values(overrides, message):
@@ -287,16 +287,19 @@ def test_every_shipped_config_loads():
     import tomllib
     from pathlib import Path
 
+    from latentcode.channel.arms import load_arms
     from latentcode.channel.zoo import load_zoo
 
     configs = sorted((Path(__file__).parents[1] / "configs").glob("*.toml"))
     assert len(configs) >= 5
-    for path in configs:  # a zoo config lists [[run]]s; every other one is a training config
+    for path in configs:  # a zoo (or arms-race) config lists [[run]]s; the rest train one run
         header = "".join(line for line in path.read_text().splitlines(keepends=True)
                          if line.startswith("#"))
         assert "Reached" in header, f"{path.name}: its header must say what it reached, or " \
                                     "that it was not measured"
-        if "run" in tomllib.loads(path.read_text()):
+        if path.name.startswith("arms"):
+            assert load_arms(path).zoo.runs
+        elif "run" in tomllib.loads(path.read_text()):
             assert load_zoo(path).runs
         else:
             load_config(path)

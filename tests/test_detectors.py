@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 from detectors import DETECTORS, DetectorError, load_detector, make_detector
 from detectors.distribution import features
-from detectors.token_stats import TAIL_KS, clear_cache, token_stats
+from detectors.token_stats import NUCLEUS_PS, TAIL_KS, clear_cache, token_stats
 from latentcode.prompts import Prompt
 from latentcode.sampling import sample_clean
 from latentcode.transcripts import Transcript
@@ -85,6 +85,13 @@ def test_token_stats_match_a_direct_computation_one_text_at_a_time(tiny):
         top = -np.sort(-p, axis=1)
         np.testing.assert_allclose(got.tail_mass,
                                    [[1 - row[:k].sum() for k in TAIL_KS] for row in top], atol=1e-4)
+        cum = np.cumsum(top, axis=1)  # the nucleus: the fewest top tokens of mass >= p
+        for j, p_ in enumerate(NUCLEUS_PS):
+            size = (cum < p_).sum(1) + 1
+            near = np.abs(cum[np.arange(len(cum)), size - 1] - p_) < 1e-5  # float32 ties
+            assert np.all((got.nucleus_size[:, j] == size) | near)
+            np.testing.assert_allclose(got.nucleus_mass[:, j], 1 - cum[np.arange(len(cum)), size - 1],
+                                       atol=1e-4)
         assert not got.truncated
 
 

@@ -5,31 +5,60 @@ text made to have the property it detects, and on text that lacks it."""
 from itertools import pairwise
 
 import numpy as np
+import pytest
 import torch
 
-from detectors.distribution import EVERY_FEATURE, STATISTICS, features
-from detectors.token_stats import CLASSES, TAIL_KS, TokenStats, position_classes, token_stats
+from detectors import make_detector
+from detectors.distribution import EVERY_FEATURE, LADDER, STATISTICS, features, truncation_evidence
+from detectors.token_stats import (
+    CLASSES,
+    NUCLEUS_PS,
+    TAIL_KS,
+    TokenStats,
+    position_classes,
+    token_stats,
+)
 from latentcode.codecs import make_codec
 from latentcode.prompts import Prompt
 from latentcode.sampling import sample_clean
 
+
+def _auroc(clean, other) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score(np.r_[np.zeros(len(clean)), np.ones(len(other))], np.r_[clean, other])
+
+
 PROMPTS = [Prompt(f"p{i}", f"Write about topic number {i}.") for i in range(30)]
+
+
+def from_distributions(dists: list[np.ndarray], ranks, classes: np.ndarray | None = None) -> TokenStats:
+    """Token statistics of a text whose position t has next-token distribution ``dists[t]``
+    (sorted, most likely first) and whose token there has rank ``ranks[t]``: every
+    expectation is known exactly."""
+    ranks = np.asarray(ranks)
+    rows = []
+    for p, r in zip(dists, ranks):
+        cum = np.cumsum(p)
+        centred = cum - p / 2 - 0.5
+        last = np.minimum(np.searchsorted(cum, np.array(NUCLEUS_PS) - 1e-12), len(p) - 1)
+        rows.append({
+            "logp": np.log(p[r - 1]), "mean": (p * np.log(p)).sum(),
+            "var": (p * np.log(p) ** 2).sum() - (p * np.log(p)).sum() ** 2,
+            "mass_above": cum[r - 1] - p[r - 1],
+            "tail_mass": [max(0.0, 1 - cum[min(k, len(p)) - 1]) for k in TAIL_KS],
+            "nucleus_size": last + 1, "nucleus_mass": np.maximum(0.0, 1 - cum[last]),
+            "pit_m2": (p * centred ** 2).sum(), "pit_m4": (p * centred ** 4).sum()})
+    n = len(ranks)
+    return TokenStats(
+        **{k: np.array([row[k] for row in rows]) for k in rows[0]}, rank=ranks,
+        classes=np.zeros(n, dtype=np.uint8) if classes is None else classes, truncated=False)
 
 
 def synthetic(ranks: np.ndarray, vocab: int = 100, classes: np.ndarray | None = None) -> TokenStats:
     """Token statistics of a text under a model that is uniform over ``vocab`` tokens at every
-    position, the tokens seen having the given ranks: every expectation is known exactly."""
-    n = len(ranks)
-    p = np.full(vocab, 1 / vocab)
-    cum = np.cumsum(p)
-    centred = cum - p / 2 - 0.5
-    tail = np.array([max(0.0, 1 - min(k, vocab) / vocab) for k in TAIL_KS])
-    return TokenStats(
-        logp=np.full(n, -np.log(vocab)), rank=np.asarray(ranks), mean=np.full(n, -np.log(vocab)),
-        var=np.zeros(n), mass_above=(np.asarray(ranks) - 1) / vocab,
-        tail_mass=np.tile(tail, (n, 1)), pit_m2=np.full(n, (p * centred ** 2).sum()),
-        pit_m4=np.full(n, (p * centred ** 4).sum()),
-        classes=np.zeros(n, dtype=np.uint8) if classes is None else classes, truncated=False)
+    position, the tokens seen having the given ranks."""
+    return from_distributions([np.full(vocab, 1 / vocab)] * len(ranks), ranks, classes)
 
 
 def test_every_statistic_is_a_feature_and_the_ladder_reaches_past_the_vocabulary():
@@ -149,7 +178,80 @@ def test_the_tail_detector_keeps_the_rungs_honest_text_can_fall_below():
     det = DistributionDetector(statistic="tail")
     kept = det._rungs_that_can_show(stats, STATISTICS["tail"])
     assert [n for n in kept if n.startswith("tail_")] == [f"tail_{k}" for k in (1, 2, 4, 8, 16, 32, 64)]
+    nuclei = {n for n in kept if n.startswith("nucleus_")}  # 10 (1 - p) expected outside
+    assert {"nucleus_0.5", "nucleus_0.75"} <= nuclei and not nuclei & {"nucleus_0.95", "nucleus_0.99"}
     assert kept[-2:] == ["pit", "pit_dispersion"]
     strict = DistributionDetector(statistic="tail", min_expected=100.0)
     assert [n for n in strict._rungs_that_can_show(stats, STATISTICS["tail"])
             if n.startswith("tail_")] == ["tail_1"]  # the rung that expects most, at least
+
+
+def test_truncation_evidence_is_the_likelihood_ratio_at_the_narrowest_rung_that_holds():
+    rng = np.random.default_rng(8)
+    cut = synthetic(rng.integers(1, 21, 50))  # uniform over 100, the top 20 only
+    evidence, rung = truncation_evidence(cut)
+    assert LADDER[rung] == "tail_32"
+    assert np.isclose(evidence, 50 * np.log(0.01 + 0.99 / 0.32))  # a slack of 0.01
+    assert np.isclose(truncation_evidence(cut, slack=0.0)[0], -50 * np.log(0.32))
+    assert truncation_evidence(synthetic(np.full(30, 100)))[0] == 0.0  # the last token: no rung
+    # one token outside the top 32 costs log(slack), it does not erase the rest
+    stray = synthetic(np.r_[rng.integers(1, 21, 49), 90])
+    assert LADDER[truncation_evidence(stray)[1]] == "tail_32"
+    assert np.isclose(truncation_evidence(stray)[0],
+                      49 * np.log(0.01 + 0.99 / 0.32) + np.log(0.01))
+
+
+def test_truncation_evidence_bounds_how_often_honest_text_scores_high():
+    """Ville: at one rung an honest text reaches evidence s with chance at most exp(-s), so
+    the best of the rungs at most len(LADDER) exp(-s), with or without slack."""
+    rng = np.random.default_rng(9)
+    p = 0.6 ** np.arange(1, 41)
+    p /= p.sum()
+    texts = [from_distributions([p] * 6, rng.choice(40, 6, p=p) + 1) for _ in range(3000)]
+    for slack in (0.0, 0.01, 0.2):
+        honest = np.array([truncation_evidence(t, slack)[0] for t in texts])
+        assert honest.min() >= 0 and honest.max() > 2  # short texts: some do look truncated
+        for s in (1.0, 2.0, 4.0, 6.0):
+            assert np.mean(honest >= s) <= len(LADDER) * np.exp(-s) + 0.01
+
+
+def test_the_nucleus_ladder_sees_top_p_truncation_that_no_fixed_k_holds():
+    """Positions alternate between a sharp distribution (a nucleus of 4 tokens at p = 0.9) and
+    a flat one (900 of 1000 tokens). Text from the 0.9 nucleus reaches ranks near 900 on the
+    flat positions, so only ranks past 1024 bound it by count; the nucleus rung holds it."""
+    rng = np.random.default_rng(10)
+    sharp = 0.5 ** np.arange(1, 31)
+    sharp /= sharp.sum()
+    flat = np.full(1000, 1e-3)
+    dists = [sharp, flat] * 80
+    nucleus = [rng.choice(4, p=sharp[:4] / sharp[:4].sum()) + 1 if i % 2 == 0 else
+               rng.integers(1, 901) for i in range(160)]
+    cut = from_distributions(dists, nucleus)
+    evidence, rung = truncation_evidence(cut)
+    assert LADDER[rung] == "nucleus_0.9", LADDER[rung]
+    inside = 1 - cut.nucleus_mass[:, NUCLEUS_PS.index(0.9)]
+    assert np.isclose(evidence, np.log(0.01 + 0.99 / inside).sum())
+    assert features(cut)["nucleus_0.9"] < -3  # no token outside, 13 expected
+    honest = [rng.choice(30, p=sharp) + 1 if i % 2 == 0 else rng.integers(1, 1001)
+              for i in range(160)]
+    assert features(from_distributions(dists, honest))["nucleus_0.9"] > -3
+
+
+@pytest.mark.embedded
+def test_the_truncation_detector_sees_top_p_arithmetic_coding_and_not_the_zero_kl_codec(
+        embedded, embedded64):
+    """On the embedded model (the tiny random one re-tokenizes its own text too oddly for a
+    statistic of which tokens were allowed): arithmetic coding of the top-p 0.9 nucleus
+    against the same codec over the whole distribution, on 32-token answers."""
+    prompts = [Prompt(f"q{i}", f"Give one tip about topic number {i}.") for i in range(40)]
+    coded = {name: make_codec("arithmetic", **params).encode(
+        embedded64, [p.prompt for p in prompts[:20]], ["10" * 200] * 20, b"k",
+        max_new_tokens=32, batch_size=10)
+        for name, params in (("top-p", {"top_p": 0.9}), ("zero-kl", {}))}
+    honest = sample_clean(embedded, prompts, 40, max_new_tokens=32, seed=11, progress=False)
+    fitted = make_detector("truncation", lm=embedded).fit(honest[:20])
+    clean = fitted.score(honest[20:])
+    assert _auroc(clean, fitted.score(coded["top-p"])) > 0.8
+    assert _auroc(clean, fitted.score(coded["zero-kl"])) < 0.7
+    rungs = [r for r in fitted.rungs(coded["top-p"]) if r]
+    assert rungs.count("nucleus_0.9") >= len(coded["top-p"]) // 2  # it names the cut

@@ -39,9 +39,10 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) 
 
 
 def save_checkpoint(folder: Path, step: int, sender: Sender, optimizer: torch.optim.Optimizer,
-                    extra: dict, receiver=None) -> Path:
+                    extra: dict, receiver=None, overseers=()) -> Path:
     """``receiver``: one with weights of its own (``save``/``load``, the LM receiver) writes
-    them into ``receiver/`` of the same atomic folder."""
+    them into ``receiver/`` of the same atomic folder; so does each overseer with a state of
+    its own (an adaptive monitor), into ``overseers/<name>/``."""
     from peft import get_peft_model_state_dict
 
     with atomic_dir(folder) as tmp:
@@ -53,13 +54,16 @@ def save_checkpoint(folder: Path, step: int, sender: Sender, optimizer: torch.op
             save_file(tensors, str(tmp / "optimizer.safetensors"))
         if hasattr(receiver, "save"):
             receiver.save(tmp / "receiver")
+        for overseer in overseers:
+            if hasattr(overseer, "save"):
+                overseer.save(tmp / "overseers" / overseer.name)
         (tmp / "state.json").write_text(json.dumps({"step": step, "optimizer": meta, **extra},
                                                    allow_nan=False) + "\n")
     return folder
 
 
 def load_checkpoint(folder: Path, sender: Sender, optimizer: torch.optim.Optimizer,
-                    receiver=None) -> dict:
+                    receiver=None, overseers=()) -> dict:
     """Restore adapter and optimizer (and a receiver's own weights) in place; return the
     JSON state (step and extras)."""
     from peft import set_peft_model_state_dict
@@ -74,4 +78,11 @@ def load_checkpoint(folder: Path, sender: Sender, optimizer: torch.optim.Optimiz
             raise ValueError(f"{folder}: this checkpoint holds no receiver weights, but the run's "
                              f"receiver ({receiver.name}) has its own; was the config changed?")
         receiver.load(folder / "receiver")
+    for overseer in overseers:
+        if hasattr(overseer, "load"):
+            where = folder / "overseers" / overseer.name
+            if not where.is_dir():
+                raise ValueError(f"{folder}: this checkpoint holds no state for the adaptive "
+                                 f"overseer {overseer.name}; was the config changed?")
+            overseer.load(where)
     return state

@@ -87,9 +87,56 @@ class RLConfig:
 
 
 @dataclass
+class OverseerSpec:
+    """One entry of ``reward.overseers``: a name (``"tail"``), or a table with these keys
+    (``{name = "probe", adaptive = true, every = 5, whitebox = true}``)."""
+    name: str = ""  # string-match, or a registered detector
+    adaptive: bool = False  # a supervised detector refitted on the sender's recent responses
+    every: int = 5  # adaptive: steps between refits
+    history: int = 256  # adaptive: the latest responses of each label it is fitted on
+    whitebox: bool = False  # adaptive: read the sender's own hidden states (adapter on)
+    # its own curriculum; unset, the reward's (overseer_weight, overseer_warmup, overseer_ramp):
+    # a free, exact monitor (string-match) may watch from step 0 while a noisy one waits
+    weight: float | None = None
+    warmup: int | None = None
+    ramp: int | None = None
+
+
+def overseer_specs(raw: list, key: str = "reward.overseers") -> list[OverseerSpec]:
+    """``reward.overseers`` as specs, every table checked (a name alone is the plain form)."""
+    out = []
+    for i, item in enumerate(raw):
+        where = f"{key}[{i}]"
+        if isinstance(item, str):
+            spec = OverseerSpec(name=item)
+        elif isinstance(item, dict):
+            spec = from_dict(item, OverseerSpec, f"{where}.")
+        else:
+            raise ConfigError(f"{where}: must be a name or a table, got {item!r}")
+        if not spec.name:
+            raise ConfigError(f"{where}.name: every overseer needs a name")
+        if spec.every < 1 or spec.history < 2:
+            raise ConfigError(f"{where}: every must be >= 1 and history >= 2")
+        if (spec.weight or 0) < 0 or (spec.warmup or 0) < 0:
+            raise ConfigError(f"{where}: weight and warmup must be >= 0")
+        if spec.whitebox and not spec.adaptive:
+            raise ConfigError(f"{where}.whitebox: a white-box monitor is fitted on labelled "
+                              "responses; set adaptive = true")
+        out.append(spec)
+    names = [s.name + ("@policy" if s.whitebox else "") for s in out]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"{key}: an overseer is listed twice ({names})")
+    return out
+
+
+@dataclass
 class RewardConfig:
     decode: str = choice("logprob", "logprob", "accuracy")
-    overseers: list[str] = field(default_factory=lambda: ["string-match"])
+    # names or tables (OverseerSpec); kept as written, so a run's config.json reads the same
+    overseers: list = field(default_factory=lambda: ["string-match"], metadata={"items": "overseers"})
+    # the null-channel control: the decoding reward reads a random secret, independent of the
+    # episode's, so the sender drifts under the same recipe and overseers without learning a code
+    null_channel: bool = False
     overseer_weight: float = 0.0  # lambda, reached after overseer_warmup + overseer_ramp steps
     overseer_warmup: int = 0  # steps with lambda = 0
     overseer_ramp: int = -1  # steps of the linear ramp to overseer_weight; -1: as long as warmup
@@ -174,6 +221,14 @@ def _check_value(key: str, f: dataclasses.Field, value, hint) -> object:
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(choices)}")
+    optional = [a for a in typing.get_args(hint) if a is not type(None)]
+    if type(None) in typing.get_args(hint) and len(optional) == 1:  # X | None: unset is None
+        hint = optional[0]
+    if f.metadata.get("items") == "overseers":
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: must be a list of names or tables, got {value!r}")
+        overseer_specs(value, key)
+        return list(value)
     origin = typing.get_origin(hint)
     if origin is list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -132,10 +132,9 @@ def concealment(samples: Sequence[Transcript], detectors: Sequence[str], lm, out
     return {name: cells[source] for name, cells in auroc.items()}
 
 
-def measure_run(run: str | Path, *, detectors: Sequence[str] | None = None, n_boot: int = 1000,
-                sender: Sender | None = None, receiver=None, detector_lm=None) -> dict:
-    """Every measurement for a finished run folder; writes ``instrumentality.json`` and the
-    figures. ``sender``/``receiver`` default to the run's own (reloaded from ``adapter/``)."""
+def load_run(run: str | Path, sender: Sender | None = None, receiver=None):
+    """A finished run's config, task, sender (reloaded from ``adapter/`` unless given),
+    receiver (as the run ended) and evaluation condition."""
     from ..lm import load_lm
     from .config import from_dict
     from .runlog import finished_run_config
@@ -167,6 +166,17 @@ def measure_run(run: str | Path, *, detectors: Sequence[str] | None = None, n_bo
         from .regimes.conditioned import return_tag
 
         condition = return_tag(cfg.conditioned.buckets - 1)
+    return cfg, task, sender, receiver, condition
+
+
+def measure_run(run: str | Path, *, detectors: Sequence[str] | None = None, n_boot: int = 1000,
+                sender: Sender | None = None, receiver=None, detector_lm=None) -> dict:
+    """Every measurement for a finished run folder; writes ``instrumentality.json`` and the
+    figures. ``sender``/``receiver`` default to the run's own (reloaded from ``adapter/``)."""
+    from ..lm import load_lm
+
+    run = Path(run)
+    cfg, task, sender, receiver, condition = load_run(run, sender, receiver)
     rollouts = eval_rollouts(cfg, sender, task, cfg.rl.steps, condition)  # the final evaluation's
     max_k = cfg.sender.max_new_tokens
     chance = 1 / len(rollouts.episodes[0].candidates)

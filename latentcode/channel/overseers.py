@@ -9,6 +9,11 @@
   that threshold in clean standard deviations. Calibration is deterministic (seeded clean
   samples of the frozen reference), so a resumed run recalibrates to the same threshold.
 
+- an adaptive monitor (a table ``{name = "tfidf", adaptive = true, every = 5}``): a supervised
+  detector refitted during training on the sender's recent responses against the reference's
+  answers to the same prompts (``channel/adaptive.py``); ``whitebox = true`` reads the sender's
+  own hidden states.
+
 Empty responses are flagged with suspicion 1 by every overseer: saying nothing is not a way
 around a monitor.
 """
@@ -73,21 +78,18 @@ class DetectorOverseer:
         self.scale_ = float(scores.std()) if scores.std() > 0 else 1.0
 
     def judge(self, rollouts: Rollouts) -> tuple[np.ndarray, np.ndarray]:
-        suspicion, flags = np.ones(len(rollouts)), np.ones(len(rollouts), dtype=bool)
-        rows = _nonempty(rollouts)
-        if rows:
-            scores = self.detector.score(rollout_transcripts(rollouts, rows))
-            z = (scores - self.threshold_) / self.scale_
-            suspicion[rows] = 1 / (1 + np.exp(-2 * z))
-            flags[rows] = scores > self.threshold_
-        return suspicion, flags
+        return thresholded(self.detector, rollouts, self.threshold_, self.scale_)
 
 
-def make_overseers(names: Sequence[str], judge_lm) -> list:
-    out = []
-    for name in names:
-        if name == "string-match":
-            out.append(StringMatchOverseer())
-        else:
-            out.append(DetectorOverseer(name, judge_lm))
-    return out
+def thresholded(detector, rollouts: Rollouts, threshold: float,
+                scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Suspicion (a logistic of the distance past the threshold, in clean standard
+    deviations) and flags (above the threshold) of each response; empty ones get 1 and True."""
+    suspicion, flags = np.ones(len(rollouts)), np.ones(len(rollouts), dtype=bool)
+    rows = _nonempty(rollouts)
+    if rows:
+        scores = detector.score(rollout_transcripts(rollouts, rows))
+        z = (scores - threshold) / scale
+        suspicion[rows] = 1 / (1 + np.exp(-2 * z))
+        flags[rows] = scores > threshold
+    return suspicion, flags

@@ -4,7 +4,8 @@ reward = decode - lambda * suspicion - length_weight * max(0, tokens - target_le
 
 - decode: log-probability the receiver gives the true secret (``logprob``), or 1/0 for a
   correct argmax (``accuracy``);
-- suspicion: the mean over overseers of each one's suspicion in [0, 1];
+- suspicion: the mean over overseers of each one's suspicion in [0, 1], each weighted by its
+  own lambda when its entry in ``reward.overseers`` sets a curriculum of its own;
 - advantages are relative to the group of responses to the same episode, normalised by the
   group's spread (GRPO; RL-NOTES.md item 4), so small receiver preferences make full-size
   gradients;
@@ -42,6 +43,16 @@ def overseer_weight(step: int, weight: float, warmup: int, ramp: int | None = No
     if ramp <= 0:
         return weight
     return weight * min(1.0, (step - warmup) / ramp)
+
+
+def overseer_lambda(spec, step: int, reward_cfg) -> float:
+    """lambda for one overseer at a step: its own curriculum where its spec sets one (a
+    :class:`~latentcode.channel.config.OverseerSpec`), else the reward's."""
+    pick = (lambda own, shared: shared if own is None else own)
+    ramp = pick(getattr(spec, "ramp", None), reward_cfg.overseer_ramp)
+    return overseer_weight(step, pick(getattr(spec, "weight", None), reward_cfg.overseer_weight),
+                           pick(getattr(spec, "warmup", None), reward_cfg.overseer_warmup),
+                           None if ramp < 0 else ramp)
 
 
 def total_reward(decode: np.ndarray, suspicion: np.ndarray, n_tokens: np.ndarray, *,

@@ -32,10 +32,10 @@ from ..jsonl import atomic_dir, claim_folder, write_json
 from ..lm import LM, load_lm
 from ..transcripts import Transcript, read_transcripts, write_transcripts
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, overseer_specs
 from .distributed import Distributed
 from .evaluation import eval_episodes, eval_rollouts, evaluate, matched_clean, reference_answers
-from .overseers import make_overseers
+from .monitoring import make_overseers
 from .receiver import make_receiver
 from .regimes import REGIMES, make_regime
 from .regimes.base import Context, draw_episodes, judge, receiver_view, sample, step_seed
@@ -96,11 +96,22 @@ def build_parts(cfg: TrainConfig, lm: LM | None, judge_lm: LM | None, device=Non
     if cfg.receiver.supervised_weight > 0 and not hasattr(receiver, "log_posteriors_tensor"):
         raise ValueError("receiver.supervised_weight needs receiver.kind = \"likelihood\" (the "
                          "receiver that shares the sender's weights); the bow receiver fits itself")
-    needs_frozen = cfg.receiver.paraphrase or any(n != "string-match" for n in cfg.reward.overseers)
+    from detectors import DETECTORS
+
+    # a frozen copy of the model for every overseer that reads one (a white-box one reads the
+    # sender) and for the paraphraser
+    needs_frozen = cfg.receiver.paraphrase or any(
+        s.name != "string-match" and not s.whitebox and getattr(DETECTORS.get(s.name), "needs_lm", True)
+        for s in overseer_specs(cfg.reward.overseers))
     if needs_frozen and judge_lm is None:
         judge_lm = load_lm(cfg.sender.model or None, device=device)  # a frozen copy: judge and paraphraser never train
-    return Parts(sender, task, receiver, make_overseers(cfg.reward.overseers, judge_lm),
-                 judge_lm if cfg.receiver.paraphrase else None)
+
+    def reference(episodes, seed):  # what an adaptive monitor learns as clean
+        return reference_answers(sender, task, episodes, cfg, seed)
+
+    overseers = make_overseers(cfg.reward.overseers, judge_lm, sender=sender,
+                               reference=reference, seed=cfg.seed)
+    return Parts(sender, task, receiver, overseers, judge_lm if cfg.receiver.paraphrase else None)
 
 
 def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: LM | None = None,
@@ -129,10 +140,12 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
                          "accelerate (multi-process training supports: "
                          f"{', '.join(n for n, f in REGIMES.items() if f.multiprocess)})")
     dist.share(cfg.rl.prompts_per_step)  # fails now, not at the first step, if uneven
+    if dist.world > 1 and any(hasattr(o, "learn") for o in overseers):
+        raise ValueError("adaptive overseers learn in one process only; launch without accelerate")
 
     start = 0
     if (out / "checkpoint" / "state.json").is_file():
-        state = load_checkpoint(out / "checkpoint", sender, optimizer, ctx.receiver)
+        state = load_checkpoint(out / "checkpoint", sender, optimizer, ctx.receiver, overseers)
         start = state["step"]
         if hasattr(ctx.receiver, "load_state"):
             ctx.receiver.load_state(state["receiver"])
@@ -180,7 +193,8 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
             log.save()
             extra = {"receiver": ctx.receiver.state() if hasattr(ctx.receiver, "state") else {},
                      "regime": regime.state()}
-            save_checkpoint(out / "checkpoint", done, sender, optimizer, extra, ctx.receiver)
+            save_checkpoint(out / "checkpoint", done, sender, optimizer, extra, ctx.receiver,
+                            overseers)
         dist.barrier()  # the others wait while the main process evaluates and saves
     bar.close()
     log.close()

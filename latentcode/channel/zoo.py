@@ -50,15 +50,23 @@ class ZooConfig:
                          for r in self.runs]}
 
 
+def read_toml(path: Path, what: str) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+
+
 def load_zoo(path: str | Path) -> ZooConfig:
     """Read and check a zoo config: every problem named with its key."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: zoo config not found") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+    return parse_zoo(read_toml(path, "zoo config"), path)
+
+
+def parse_zoo(data: dict, path: Path) -> ZooConfig:
+    """A zoo from a config's tables (``path`` for messages and relative paths)."""
     unknown = sorted(set(data) - {"base", "seeds", "set", "run"})
     if unknown:
         raise ConfigError(f"{path}: {unknown[0]}: unknown key; allowed: base, seeds, set, [[run]]")
@@ -116,12 +124,24 @@ def run_config(zoo: ZooConfig, run: ZooRun, seed: int, out: Path) -> TrainConfig
 def run_zoo(zoo: ZooConfig, out: str | Path, *, progress: bool = True, log=print) -> list[dict]:
     """Train and measure every run (resuming), then write the tables, figures and page."""
     from ..jsonl import claim_folder
-    from .trainer import train
 
     out = Path(out)
     if not claim_folder(out, zoo.to_dict()):
         raise ConfigError(f"{out} holds a zoo with another config; choose another --out or "
                           "delete the folder")
+    train_runs(zoo, out, progress=progress, log=log)
+    rows = [collect(run_folder(out, run.label, seed), run.label)
+            for seed in zoo.seeds for run in zoo.runs]
+    write_outputs(rows, out)
+    log(f"wrote {out / 'zoo.md'}, {out / 'zoo.csv'} and {out / 'report' / 'zoo.html'}")
+    return rows
+
+
+def train_runs(zoo: ZooConfig, out: Path, *, progress: bool = True, log=print) -> None:
+    """Train and measure every run of the zoo in turn, skipping finished ones and resuming an
+    interrupted one."""
+    from .trainer import train
+
     total = len(zoo.runs) * len(zoo.seeds)
     done = 0
     for seed in zoo.seeds:
@@ -136,11 +156,6 @@ def run_zoo(zoo: ZooConfig, out: str | Path, *, progress: bool = True, log=print
             log(f"[{done}/{total}] {run.label} seed {seed}: regime {run.regime}, "
                 f"{cfg.rl.steps} steps x {cfg.rl.prompts_per_step} x {cfg.rl.group_size} samples")
             train(cfg, folder, progress=progress)
-    rows = [collect(run_folder(out, run.label, seed), run.label)
-            for seed in zoo.seeds for run in zoo.runs]
-    write_outputs(rows, out)
-    log(f"wrote {out / 'zoo.md'}, {out / 'zoo.csv'} and {out / 'report' / 'zoo.html'}")
-    return rows
 
 
 def _flag_rate(final: dict) -> tuple[str | None, float | None]:

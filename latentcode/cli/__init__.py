@@ -21,8 +21,8 @@ from .common import EXIT_BAD_INPUT, usage_error
 
 # in the order ``latentcode --help`` lists them
 SUBCOMMANDS = (generate.add_sample, generate.add_encode, generate.add_decode, detect.add_detect,
-               train.add_train, train.add_measure, train.add_zoo, detect.add_report,
-               detect.add_validate, detect.add_export, train.add_demo)
+               train.add_train, train.add_measure, train.add_zoo, train.add_arms_race,
+               detect.add_report, detect.add_validate, detect.add_export, train.add_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,16 +38,29 @@ def cmd_detect(args: argparse.Namespace) -> int:
             f"{len(overlap)} transcripts to score are also in the fitting data (first: "
             f"{overlap[0]!r}); scores on them would be optimistic. Split by prompt, or pass "
             "--allow-overlap if you mean it. Nothing was written.")
+    white_box = [n for n in names if getattr(DETECTORS.get(n), "reads_policy", False)]
+    if white_box and not args.policy:
+        return usage_error(f"{white_box[0]} reads a trained sender's own activations: give "
+                           "--policy RUN (a finished `latentcode train` folder)")
+    if white_box and not ((Path(args.policy) / "config.json").is_file()
+                          and (Path(args.policy) / "adapter").is_dir()):
+        return usage_error(f"--policy {args.policy}: not a finished `latentcode train` folder "
+                           "(it needs config.json and adapter/)")
+    if white_box and args.engine == "ray":
+        return usage_error(f"{white_box[0]} runs in this process only: drop --engine ray")
     lm = None
-    need_lm = args.load or any(getattr(DETECTORS[n], "needs_lm", True) for n in names)
+    need_lm = args.load or any(getattr(DETECTORS[n], "needs_lm", True)
+                               for n in names if n not in white_box)
     if need_lm:
         lm = load_lm(args.model, device=args.device)
+    policy = _policy_lm(args.policy, args.device) if white_box else None
     config = {"detectors": {}, "files": list(args.files), "reference": args.reference,
-              "train": args.train, "model": lm.name if lm else None, "engine": args.engine}
+              "train": args.train, "model": lm.name if lm else None, "engine": args.engine,
+              "policy": args.policy}
     try:
         fitted = []
         for name in names:
-            det = _fitted_detector(name, args, lm, reference, train)
+            det = _fitted_detector(name, args, policy if name in white_box else lm, reference, train)
             if isinstance(det, str):
                 return usage_error(det)
             fitted.append(det)
@@ -86,6 +99,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
             det.save(Path(args.save) / det.name)
     print(f"wrote {len(targets)} scored transcripts to {args.out}")
     return 0
+
+
+def _policy_lm(run: str, device):
+    """A finished run's sender: its base model (from the run's config) with its adapter on."""
+    import json
+
+    from ..channel.sender import Sender
+    from ..lm import load_lm
+
+    folder = Path(run)
+    base = json.loads((folder / "config.json").read_text()).get("sender", {}).get("model") or None
+    return Sender.load(load_lm(base, device=device), folder / "adapter").lm
 
 
 def _fitted_detector(name: str, args: argparse.Namespace, lm, reference, train):
@@ -164,6 +189,9 @@ def add_detect(sub) -> None:
     p.add_argument("--load", default=None, help="folder of fitted detectors (skip fitting)")
     p.add_argument("--allow-overlap", action="store_true",
                    help="score transcripts that are also in the fitting data")
+    p.add_argument("--policy", default=None,
+                   help="a finished training run whose sender white-box detectors read "
+                        "(policy-probe)")
     add_model_args(p)
     add_engine_args(p)
     p.add_argument("--batch-size", type=int, default=64,

@@ -1,5 +1,5 @@
-"""``train``, ``measure``, ``zoo`` and ``demo``: learned channels (a hiding policy, its
-measurements, the regime zoo) and the whole story end to end."""
+"""``train``, ``measure``, ``zoo``, ``arms-race`` and ``demo``: learned channels (a hiding
+policy, its measurements, the regime zoo, the arms race) and the whole story end to end."""
 
 from __future__ import annotations
 
@@ -104,6 +104,19 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_arms_race(args: argparse.Namespace) -> int:
+    """One sender per monitor set, then every detector against every sender (resumable)."""
+    from ..channel.arms import load_arms, run_arms
+    from ..channel.config import ConfigError
+
+    try:
+        run_arms(load_arms(args.config), args.out, progress=not args.quiet)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        return usage_error(str(err))
+    print((Path(args.out) / "arms.md").read_text())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job end to end: codecs and a trained policy, every detector, the report."""
     from ..demo import DemoConfig, DemoFolderError, run_demo
@@ -156,6 +169,15 @@ def add_zoo(sub) -> None:
     p.add_argument("--out", default="runs/zoo", help="zoo folder (resumed run by run)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_zoo)
+
+
+def add_arms_race(sub) -> None:
+    p = sub.add_parser("arms-race", help="train senders against monitors, then score every "
+                                         "sender with every detector (the transfer matrix)")
+    p.add_argument("--config", default="configs/arms-race.toml", help="arms-race config (TOML)")
+    p.add_argument("--out", default="runs/arms", help="arms-race folder (resumed run by run)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_arms_race)
 
 
 def add_demo(sub) -> None:

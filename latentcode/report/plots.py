@@ -1,4 +1,4 @@
-"""The report's figures (matplotlib, Agg): ROC curves, capacity vs detectability, AUROC heatmap.
+"""The report's figures (matplotlib, Agg): ROC curves, capacity vs detectability, AUROC heatmaps.
 
 Each function returns PNG bytes, so the same image is written to disk and embedded in the page.
 """
@@ -92,13 +92,21 @@ def source_heatmap(metrics: dict) -> bytes:
     sources = list(metrics["sources"])
     grid = np.array([[metrics["sources"][s]["detectors"][d]["auroc"] for s in sources]
                      for d in detectors])
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(sources), 0.9 + 0.42 * len(detectors)))
-    image = ax.imshow(grid, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
-    for i in range(len(detectors)):
-        for j in range(len(sources)):
-            ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(sources)), sources, rotation=30, ha="right")
-    ax.set_yticks(range(len(detectors)), detectors)
-    ax.set_title("AUROC per source (positives of the source vs all clean)")
+    return auroc_grid(grid, detectors, sources,
+                      "AUROC per source (positives of the source vs all clean)")
+
+
+def auroc_grid(grid: np.ndarray, rows: list[str], columns: list[str], title: str) -> bytes:
+    """A table of AUROCs as a heatmap, each cell written in (blank where not measured)."""
+    grid = np.asarray(grid, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(columns), 0.9 + 0.42 * len(rows)))
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.04)
     return _png(fig)

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ..config import TrainConfig
 from ..distributed import SINGLE, Distributed
+from ..monitoring import learn_overseers
 from ..receiver import supervised_loss
 from ..rewards import (
     decode_reward,
     kl_per_token,
+    overseer_lambda,
     overseer_weight,
     token_credit,
     total_reward,
@@ -60,18 +62,19 @@ class Scored:
     rewards: np.ndarray
     lam: float
     post_tensor: torch.Tensor | None = None  # with grad, when the receiver trains too
+    monitor: dict = field(default_factory=dict)  # adaptive overseers' metrics on this step
 
 
-def judge(overseers, rollouts: Rollouts) -> tuple[np.ndarray, dict]:
-    """Mean suspicion over overseers, and each overseer's flags."""
-    if not overseers:
-        return np.zeros(len(rollouts)), {}
+def judge(overseers, rollouts: Rollouts, *, each: bool = False) -> tuple:
+    """Mean suspicion over overseers, and each overseer's flags (``each``: and each one's
+    suspicion, in the overseers' order)."""
     suspicions, flags = [], {}
     for overseer in overseers:
         s, f = overseer.judge(rollouts)
         suspicions.append(s)
         flags[overseer.name] = f
-    return np.mean(suspicions, axis=0), flags
+    mean = np.mean(suspicions, axis=0) if suspicions else np.zeros(len(rollouts))
+    return (mean, flags, suspicions) if each else (mean, flags)
 
 
 def receiver_view(rollouts: Rollouts, paraphraser, sender: Sender, seed: int) -> Rollouts:
@@ -135,17 +138,35 @@ def score(ctx: Context, step: int, rollouts: Rollouts, *, receiver_grad: bool = 
         log_post = post_tensor.detach().double().cpu().numpy()
     else:
         log_post = ctx.receiver.log_posteriors(seen)
-    decode = decode_reward(log_post, truth, reward_cfg.decode)
+    decode = decode_reward(log_post, reward_target(ctx, step, rollouts), reward_cfg.decode)
     lam = overseer_weight(step, reward_cfg.overseer_weight, reward_cfg.overseer_warmup,
                           None if reward_cfg.overseer_ramp < 0 else reward_cfg.overseer_ramp)
-    # while lambda is 0 a model-reading overseer changes nothing: it watches the eval only
-    suspicion, flags = judge([o for o in ctx.overseers if lam > 0 or not o.reads_model], rollouts)
+    # each overseer's lambda (its own curriculum, else the reward's); while it is 0 a
+    # model-reading overseer changes nothing: it watches the eval only
+    lams = {id(o): overseer_lambda(getattr(o, "spec", None), step, reward_cfg) for o in ctx.overseers}
+    watching = [o for o in ctx.overseers if lams[id(o)] > 0 or not o.reads_model]
+    suspicion, flags, each = judge(watching, rollouts, each=True)
+    penalty = sum((lams[id(o)] * s for o, s in zip(watching, each)), np.zeros(len(rollouts)))
+    monitor = learn_overseers(ctx.overseers, step, rollouts)  # after judging: never its own data
     lengths = np.array([len(r) for r in rollouts.response_ids])
-    rewards = total_reward(decode, suspicion, lengths, lam=lam,
+    rewards = total_reward(decode, penalty / max(1, len(ctx.overseers)), lengths, lam=1.0,
                            length_weight=reward_cfg.length_weight,
                            target_length=reward_cfg.target_length)
     return Scored(rollouts, seen, log_post, truth, decode, suspicion, flags, rewards, lam,
-                  post_tensor)
+                  post_tensor, monitor)
+
+
+def reward_target(ctx: Context, step: int, rollouts: Rollouts) -> np.ndarray:
+    """The secret each response's decoding reward asks for: its own, or under
+    ``reward.null_channel`` a random one, drawn per episode independently of the secrets (the
+    control that drifts like the sender without any reason to carry its secret)."""
+    truth = rollouts.truth()
+    if not ctx.cfg.reward.null_channel:
+        return truth
+    rng = np.random.default_rng(step_seed(ctx.cfg.seed, step, "null-channel"))
+    n_candidates = len(rollouts.episodes[0].candidates)
+    per_episode = rng.integers(0, n_candidates, len(rollouts.episodes))
+    return np.repeat(per_episode, rollouts.group_size)
 
 
 def select_rows(rollouts: Rollouts, rows) -> tuple[list[list[int]], list[list[int]]]:
@@ -222,6 +243,7 @@ def step_metrics(step: int, scored: Scored, started: float, dist: Distributed = 
         "suspicion": float(np.mean(g(scored.suspicion.tolist()))),
         "lambda": scored.lam,
         **extra,
+        **scored.monitor,
         "response_tokens": float(np.mean(lengths)),
     }
     seconds = time.perf_counter() - started
