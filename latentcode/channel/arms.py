@@ -207,7 +207,8 @@ def paraphrased_decoding(folder: Path, paraphraser: str = "", n_boot: int = 1000
     truth = rollouts.truth()
     before = reader.log_posteriors(rollouts).argmax(1)
     after = reader.log_posteriors(seen).argmax(1)
-    cap = capacity_bits(truth, after, n_boot=n_boot, seed=cfg.seed)
+    cap = capacity_bits(truth, after, candidates=rollouts.episodes[0].candidates, n_boot=n_boot,
+                        seed=cfg.seed)
     result = {"n": len(truth), "accuracy_before": float((before == truth).mean()),
               "accuracy": float((after == truth).mean()), "bits": cap["bits"],
               "bits_ci_low": cap["ci_low"], "bits_ci_high": cap["ci_high"],

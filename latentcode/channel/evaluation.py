@@ -102,11 +102,12 @@ def decoding_metrics(rollouts: Rollouts, log_post: np.ndarray, *, seed: int = 0,
 
     truth = rollouts.truth()
     decoded = log_post.argmax(1)
-    cap = capacity_bits(truth, decoded, n_boot=n_boot, seed=seed)
+    candidates = rollouts.episodes[0].candidates
+    cap = capacity_bits(truth, decoded, candidates=candidates, n_boot=n_boot, seed=seed)
     out = {"exact_match": float((decoded == truth).mean()), "bits": cap["bits"],
            "bits_ci_low": cap["ci_low"], "bits_ci_high": cap["ci_high"],
+           "table_bits": cap["table_bits"],
            "variational_bits": variational_bits(log_post, truth, n_boot=0)["bits"]}
-    candidates = rollouts.episodes[0].candidates
     bits = per_bit_accuracy([candidates[t] for t in truth], [candidates[d] for d in decoded])
     if bits is not None and len(bits) > 1:
         out.update({f"bit_accuracy/{i}": b for i, b in enumerate(bits)})

@@ -194,7 +194,8 @@ def measure_run(run: str | Path, *, detectors: Sequence[str] | None = None, n_bo
         "prefix_accuracy": accuracy, "prefix_truth_prob": truth_prob,
         "half_position": half_position(accuracy, chance),
         "position_kl": position_kl(sender, rollouts, max_k),
-        "capacity": capacity_bits(truth, decoded, n_boot=n_boot, seed=cfg.seed),
+        "capacity": capacity_bits(truth, decoded, candidates=rollouts.episodes[0].candidates,
+                                  n_boot=n_boot, seed=cfg.seed),
         "accuracy": float((decoded == truth).mean()),
     }
     if detectors:
