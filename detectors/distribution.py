@@ -110,7 +110,10 @@ def truncation_evidence(stats: TokenStats, slack: float = TRUNCATION_SLACK) -> t
     scores as high at one rung (Ville's inequality). The deepest rung, past the vocabulary,
     scores 0: the evidence is never negative.
     """
-    outside, q = _outside(stats)
+    return _evidence(*_outside(stats), slack)
+
+
+def _evidence(outside: np.ndarray, q: np.ndarray, slack: float) -> tuple[float, int]:
     ratio = slack + (1 - slack) * (~outside) / (1 - np.clip(q, 0.0, 1 - 1e-12))
     with np.errstate(divide="ignore"):  # no slack: a token outside is -inf at its rung
         evidence = np.log(ratio).sum(axis=0)
@@ -147,7 +150,7 @@ def features(stats: TokenStats) -> dict[str, float]:
         "pit": _pit_z(pit),
         "pit_dispersion": float(dispersion),
         **by_class,
-        "truncation": truncation_evidence(stats)[0],
+        "truncation": _evidence(outside, q, TRUNCATION_SLACK)[0],
     }
 
 

@@ -116,12 +116,13 @@ def run_battery(data: dict[tuple[str, str], list[Transcript]], names: Sequence[s
     pooled: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     for name in names:
-        def fitted(fit_on, name=name):
-            det = make_detector(name) if name in NO_LM else make_detector(name, lm=lm)
-            return det.fit(fit_on)
+        def made(name=name):
+            return make_detector(name) if name in NO_LM else make_detector(name, lm=lm)
 
-        # fitted on labelled data or on clean text alone: the detector says which
-        supervised = (make_detector(name) if name in NO_LM else make_detector(name, lm=lm)).needs_labels
+        def fitted(fit_on):
+            return made().fit(fit_on)
+
+        supervised = made().needs_labels  # labelled data or clean text alone: it says which
 
         started = time.perf_counter()
         if not supervised:  # one fit on clean text, every test transcript scored once

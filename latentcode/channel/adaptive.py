@@ -37,12 +37,6 @@ from .sender import Rollouts
 FLAG_QUANTILE = 0.95
 
 
-def _auroc(neg: np.ndarray, pos: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(np.r_[np.zeros(len(neg)), np.ones(len(pos))], np.r_[neg, pos]))
-
-
 class AdaptiveOverseer:
     reads_model = True  # judged only while lambda > 0; it learns every step regardless
 
@@ -87,8 +81,11 @@ class AdaptiveOverseer:
         answers = [(e.prompt, t) for e, t in zip(ref.episodes, ref.texts) if t.strip()]
         metrics = {}
         if self.fitted_at is not None and sent and answers:
-            metrics[f"auroc/{self.name}"] = _auroc(self.detector.score(_as_transcripts(answers)),
-                                                   self.detector.score(_as_transcripts(sent)))
+            from ..battery import auroc_with_se
+
+            metrics[f"auroc/{self.name}"] = auroc_with_se(
+                self.detector.score(_as_transcripts(answers)),
+                self.detector.score(_as_transcripts(sent)))[0]
         self.positives.extend(sent)
         self.negatives.extend(answers)
         if (step + 1) % self.spec.every == 0 and self.positives and self.negatives:

@@ -141,7 +141,7 @@ def run_arms(arms: ArmsConfig, out: str | Path, *, progress: bool = True, log=pr
 
 def measure_arm(arms: ArmsConfig, out: Path, label: str, seed: int, entry: dict, log=print) -> None:
     """Fill one arm's missing cells: vs reference, vs control, paraphrased decoding."""
-    from .measure import concealment
+    from .measure import concealment, run_base_model, run_sender
 
     folder = run_folder(out, label, seed)
     measured = json.loads((folder / "instrumentality.json").read_text())
@@ -150,16 +150,16 @@ def measure_arm(arms: ArmsConfig, out: Path, label: str, seed: int, entry: dict,
     policy = None
     if any(d not in vs_ref for d in white_box):
         log(f"  {label} seed {seed}: white-box detectors vs reference")
-        policy = _policy(folder)
+        policy = run_sender(folder)
         vs_ref.update(concealment(read_transcripts(folder / "samples.jsonl"), white_box, policy.lm,
                                   folder / "concealment-policy", seed=seed))
     if arms.control and label != arms.control and "vs_control" not in entry:
         log(f"  {label} seed {seed}: every detector vs the control's answers")
         samples = against_control(folder, run_folder(out, arms.control, seed))
         battery = [d for d in arms.detectors if d not in POLICY_DETECTORS]
-        cells = concealment(samples, battery, _base_lm(folder), folder / "vs-control", seed=seed)
+        cells = concealment(samples, battery, run_base_model(folder), folder / "vs-control", seed=seed)
         if white_box:
-            policy = policy or _policy(folder)
+            policy = policy or run_sender(folder)
             cells.update(concealment(samples, white_box, policy.lm, folder / "vs-control-policy",
                                      seed=seed))
         entry["vs_control"] = cells
@@ -175,19 +175,6 @@ def against_control(folder: Path, control: Path) -> list:
     theirs = [dataclasses.replace(t, id=f"control-{t.id}", label=0, source="control", payload=None)
               for t in read_transcripts(control / "samples.jsonl") if t.label == 1]
     return mine + theirs
-
-
-def _base_lm(folder: Path):
-    from ..lm import load_lm
-
-    cfg = json.loads((folder / "config.json").read_text())
-    return load_lm(cfg.get("sender", {}).get("model") or None)
-
-
-def _policy(folder: Path):
-    from .sender import Sender
-
-    return Sender.load(_base_lm(folder), folder / "adapter")
 
 
 def paraphrased_decoding(folder: Path, paraphraser: str = "", n_boot: int = 1000) -> dict:
@@ -247,7 +234,7 @@ def matrix(arms: ArmsConfig, cells: dict, side: str) -> dict:
     return out
 
 
-def headline(arms: ArmsConfig, rows: list[dict], vs_ref: dict) -> dict:
+def headline(rows: list[dict], vs_ref: dict, against: dict[str, list[str]]) -> dict:
     """Issue 24's two numbers: (a) the best decoding-preserving concealment, a sender that keeps
     its decoding while the monitor it was trained against, refitted fresh, no longer sees it;
     (b) the best detector of the sender trained against the LLM judge; and the frontier."""
@@ -255,13 +242,13 @@ def headline(arms: ArmsConfig, rows: list[dict], vs_ref: dict) -> dict:
                 for label in dict.fromkeys(r["label"] for r in rows)}
     concealed = []
     for label, acc in accuracy.items():
-        for det in trained_against(arms, label):
+        for det in against[label]:
             cell = vs_ref.get(label, {}).get(det)
             if cell:
                 concealed.append({"label": label, "monitor": det, "accuracy": acc, **cell})
     kept = [c for c in concealed if c["accuracy"] >= KEPT_DECODING]
     best = min(kept, key=lambda c: c["auroc"]) if kept else None
-    judged = [label for label in accuracy if trained_against(arms, label) == ["overseer"]]
+    judged = [label for label in accuracy if against[label] == ["overseer"]]
     detection = None
     if judged and vs_ref.get(judged[0]):
         det = max(vs_ref[judged[0]], key=lambda d: vs_ref[judged[0]][d]["auroc"])
@@ -285,7 +272,8 @@ def _fmt(cell: dict | None) -> str:
     return text
 
 
-def markdown(arms: ArmsConfig, rows: list[dict], tables: dict, cells: dict, top: dict) -> str:
+def markdown(arms: ArmsConfig, rows: list[dict], tables: dict, cells: dict, top: dict,
+             against: dict[str, list[str]]) -> str:
     header = ("| arm | trained against | decoding | bits / response | KL / response "
               "| decoding after paraphrase | similarity |")
     lines = ["## Senders", "", header, "|---|---|---|---|---|---|---|"]
@@ -295,7 +283,7 @@ def markdown(arms: ArmsConfig, rows: list[dict], tables: dict, cells: dict, top:
         para = [p for p in para if p]
         lines.append("| " + " | ".join([
             run.label + (" (control)" if run.label == arms.control else ""),
-            ", ".join(trained_against(arms, run.label)) or "-",
+            ", ".join(against[run.label]) or "-",
             f"{np.mean([r['accuracy'] for r in mine]):.3f}",
             f"{np.mean([r['bits'] for r in mine]):.2f}",
             f"{np.mean([r['kl_per_response'] for r in mine]):.2f}",
@@ -330,7 +318,8 @@ def write_outputs(arms: ArmsConfig, out: Path, cells: dict) -> dict:
     rows = [collect(run_folder(out, run.label, seed), run.label)
             for seed in arms.zoo.seeds for run in arms.zoo.runs]
     tables = {side: matrix(arms, cells, side) for side in ("vs_reference", "vs_control")}
-    top = headline(arms, rows, tables["vs_reference"])
+    against = {r.label: trained_against(arms, r.label) for r in arms.zoo.runs}
+    top = headline(rows, tables["vs_reference"], against)
     figures = {}
     for side, title in (("vs_reference", "trained against x evaluated by: vs the reference"),
                         ("vs_control", "vs the null-channel control")):
@@ -343,12 +332,12 @@ def write_outputs(arms: ArmsConfig, out: Path, cells: dict) -> dict:
             for name in [figures[side]] + (["arms.png"] if side == "vs_reference" else []):
                 with atomic_open(out / name, "wb") as f:  # arms.png: the headline figure
                     f.write(png)
-    text = markdown(arms, rows, tables, cells, top)
+    text = markdown(arms, rows, tables, cells, top, against)
     with atomic_open(out / "arms.md") as f:
         f.write(text)
     result = {"runs": rows, "cells": cells, "matrix": tables, "headline": top,
               "detectors": arms.detectors, "control": arms.control, "figures": figures,
-              "trained_against": {r.label: trained_against(arms, r.label) for r in arms.zoo.runs},
+              "trained_against": against,
               "markdown": text}
     write_json(out / "arms.json", result)
     render_arms(out)

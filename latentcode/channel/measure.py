@@ -132,10 +132,22 @@ def concealment(samples: Sequence[Transcript], detectors: Sequence[str], lm, out
     return {name: cells[source] for name, cells in auroc.items()}
 
 
+def run_base_model(run: str | Path, device=None):
+    """The base model a run's sender was trained from (its config's ``sender.model``)."""
+    from ..lm import load_lm
+
+    cfg = json.loads((Path(run) / "config.json").read_text())
+    return load_lm(cfg.get("sender", {}).get("model") or None, device=device)
+
+
+def run_sender(run: str | Path, device=None) -> Sender:
+    """A finished run's sender: its base model with the run's ``adapter/`` on."""
+    return Sender.load(run_base_model(run, device), Path(run) / "adapter")
+
+
 def load_run(run: str | Path, sender: Sender | None = None, receiver=None):
     """A finished run's config, task, sender (reloaded from ``adapter/`` unless given),
     receiver (as the run ended) and evaluation condition."""
-    from ..lm import load_lm
     from .config import from_dict
     from .runlog import finished_run_config
     from .tasks import make_task
@@ -144,7 +156,7 @@ def load_run(run: str | Path, sender: Sender | None = None, receiver=None):
     cfg = from_dict(finished_run_config(run))
     task = make_task(cfg.task)
     if sender is None:
-        sender = Sender.load(load_lm(cfg.sender.model or None), run / "adapter")
+        sender = run_sender(run)
     if receiver is None:
         from .receiver import make_receiver
 

@@ -53,7 +53,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
                                for n in names if n not in white_box)
     if need_lm:
         lm = load_lm(args.model, device=args.device)
-    policy = _policy_lm(args.policy, args.device) if white_box else None
+    if white_box:
+        from ..channel.measure import run_sender
+
+        policy = run_sender(args.policy, args.device).lm
+    else:
+        policy = None
     config = {"detectors": {}, "files": list(args.files), "reference": args.reference,
               "train": args.train, "model": lm.name if lm else None, "engine": args.engine,
               "policy": args.policy}
@@ -99,18 +104,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
             det.save(Path(args.save) / det.name)
     print(f"wrote {len(targets)} scored transcripts to {args.out}")
     return 0
-
-
-def _policy_lm(run: str, device):
-    """A finished run's sender: its base model (from the run's config) with its adapter on."""
-    import json
-
-    from ..channel.sender import Sender
-    from ..lm import load_lm
-
-    folder = Path(run)
-    base = json.loads((folder / "config.json").read_text()).get("sender", {}).get("model") or None
-    return Sender.load(load_lm(base, device=device), folder / "adapter").lm
 
 
 def _fitted_detector(name: str, args: argparse.Namespace, lm, reference, train):

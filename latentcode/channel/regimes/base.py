@@ -25,7 +25,6 @@ from ..rewards import (
     decode_reward,
     kl_per_token,
     overseer_lambda,
-    overseer_weight,
     token_credit,
     total_reward,
 )
@@ -139,8 +138,7 @@ def score(ctx: Context, step: int, rollouts: Rollouts, *, receiver_grad: bool = 
     else:
         log_post = ctx.receiver.log_posteriors(seen)
     decode = decode_reward(log_post, reward_target(ctx, step, rollouts), reward_cfg.decode)
-    lam = overseer_weight(step, reward_cfg.overseer_weight, reward_cfg.overseer_warmup,
-                          None if reward_cfg.overseer_ramp < 0 else reward_cfg.overseer_ramp)
+    lam = overseer_lambda(None, step, reward_cfg)  # the reward's own (logged)
     # each overseer's lambda (its own curriculum, else the reward's); while it is 0 a
     # model-reading overseer changes nothing: it watches the eval only
     lams = {id(o): overseer_lambda(getattr(o, "spec", None), step, reward_cfg) for o in ctx.overseers}
