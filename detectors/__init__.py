@@ -10,6 +10,7 @@ from . import (  # noqa: F401  (importing registers the factories)
     distribution,
     encoder_classifier,
     format_check,
+    inspect_judge,
     overseer,
     paraphrase,
     probe,

@@ -191,6 +191,9 @@ def test_report_folder_holds_page_metrics_and_figures_with_exact_numbers(tmp_pat
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3
     assert f"{metrics['detectors']['probe']['auroc']:.3f}" in page
+    probe = metrics["detectors"]["probe"]  # the control literature's names for the same points
+    assert probe["catch_rate_at_audit_budget"] == {k: v["tpr"] for k, v in probe["tpr_at_fpr"].items()}
+    assert "catch rate @ 1% audit budget" in page and "audit budget" in page
     assert "&lt;script&gt;document.documentElement" in page  # the transcript's script, escaped
     assert INJECTED not in page
 

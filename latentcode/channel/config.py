@@ -91,6 +91,8 @@ class OverseerSpec:
     """One entry of ``reward.overseers``: a name (``"tail"``), or a table with these keys
     (``{name = "probe", adaptive = true, every = 5, whitebox = true}``)."""
     name: str = ""  # string-match, or a registered detector
+    # the detector's own parameters, e.g. {model = "openai/gpt-4o"} for overseer-inspect
+    params: dict = field(default_factory=dict)
     adaptive: bool = False  # a supervised detector refitted on the sender's recent responses
     every: int = 5  # adaptive: steps between refits
     history: int = 256  # adaptive: the latest responses of each label it is fitted on

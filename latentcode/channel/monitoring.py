@@ -25,7 +25,7 @@ def make_overseers(entries: Sequence, judge_lm, *, sender=None, reference=None, 
         elif spec.name == "string-match":
             out.append(StringMatchOverseer())
         else:
-            out.append(DetectorOverseer(spec.name, judge_lm))
+            out.append(DetectorOverseer(spec.name, judge_lm, spec.params))
         out[-1].spec = spec  # its curriculum in the reward (rewards.overseer_lambda)
     return out
 

@@ -59,14 +59,21 @@ class DetectorOverseer:
 
     reads_model = True  # a forward pass per response: skipped in steps where lambda is 0
 
-    def __init__(self, name: str, judge_lm):
+    def __init__(self, name: str, judge_lm, params: dict | None = None):
+        import inspect
+
         from detectors import DETECTORS, make_detector
 
         if name not in DETECTORS:
             raise ValueError(f"reward.overseers: unknown overseer {name!r}; choose string-match "
                              f"or a detector: {', '.join(sorted(DETECTORS))}")
+        accepted = set(inspect.signature(DETECTORS[name]).parameters) - {"lm"}
+        unknown = sorted(set(params or {}) - accepted)
+        if unknown:
+            raise ValueError(f"reward.overseers: {name}.params.{unknown[0]} is not a parameter of "
+                             f"{name}; it takes {', '.join(sorted(accepted)) or 'none'}")
         self.name = name
-        self.detector = make_detector(name, lm=judge_lm)
+        self.detector = make_detector(name, lm=judge_lm, **(params or {}))
         if self.detector.needs_labels:
             raise ValueError(f"reward.overseers: {name!r} is supervised; an overseer in training "
                              "must fit on clean text alone")

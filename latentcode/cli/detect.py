@@ -24,10 +24,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
         require_ray()  # before any work: say which extra is missing
     names = [n.strip() for n in args.detectors.split(",") if n.strip()]
+    if args.load and args.load.startswith("builtin:"):  # one shipped monitor, by its name
+        names = [args.load.split(":", 1)[1]]
     unknown = [n for n in names if n not in DETECTORS]
     if unknown and not args.load:
         return usage_error(f"unknown detector(s) {', '.join(unknown)}; choose from "
                             f"{', '.join(sorted(DETECTORS))}")
+    if args.calibrate and not args.save:
+        return usage_error("--calibrate sets the thresholds of saved detectors: give --save DIR")
     targets = read_transcripts(args.files)
     reference = read_transcripts([args.reference]) if args.reference else []
     train = read_transcripts([args.train]) if args.train else []
@@ -49,8 +53,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if white_box and args.engine == "ray":
         return usage_error(f"{white_box[0]} runs in this process only: drop --engine ray")
     lm = None
-    need_lm = args.load or any(getattr(DETECTORS[n], "needs_lm", True)
-                               for n in names if n not in white_box)
+    need_lm = any(getattr(DETECTORS.get(n), "needs_lm", True) for n in names if n not in white_box)
     if need_lm:
         lm = load_lm(args.model, device=args.device)
     if white_box:
@@ -100,8 +103,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
     write_transcripts(args.out, targets)
     write_json(str(args.out) + ".config.json", config)
     if args.save:
+        from ..integrations.monitor import save_monitor
+
+        calibration = read_transcripts([args.calibrate]) if args.calibrate else []
         for det in fitted:
-            det.save(Path(args.save) / det.name)
+            clean = det.score(calibration) if calibration else None
+            save_monitor(det, Path(args.save) / det.name,
+                         model=lm.name if lm is not None and det.needs_lm else None,
+                         clean_scores=clean, calibrated_on=args.calibrate or "")
     print(f"wrote {len(targets)} scored transcripts to {args.out}")
     return 0
 
@@ -112,7 +121,14 @@ def _fitted_detector(name: str, args: argparse.Namespace, lm, reference, train):
     from detectors import load_detector, make_detector
 
     if args.load:
-        return load_detector(Path(args.load) / name, lm=lm)
+        from ..integrations.monitor import MonitorError, builtin_folder, resolve
+
+        try:
+            folder = (resolve(args.load) if args.load.startswith("builtin:") else
+                      builtin_folder() / name if args.load == "builtin" else Path(args.load) / name)
+        except MonitorError as err:
+            return str(err)
+        return load_detector(folder, lm=lm)
     det = make_detector(name, lm=lm)
     if det.needs_labels:
         if not train:
@@ -179,7 +195,12 @@ def add_detect(sub) -> None:
     p.add_argument("--train", default=None, help="labelled transcripts to fit supervised detectors")
     p.add_argument("--out", required=True, help="scored transcripts (JSONL, written atomically)")
     p.add_argument("--save", default=None, help="folder to save the fitted detectors in")
-    p.add_argument("--load", default=None, help="folder of fitted detectors (skip fitting)")
+    p.add_argument("--calibrate", default=None,
+                   help="clean transcripts, not the fitting ones, that set each saved "
+                        "detector's threshold (flagging 5%% of them) in its monitor.json")
+    p.add_argument("--load", default=None,
+                   help="folder of fitted detectors (skip fitting); builtin:NAME for one monitor "
+                        "shipped with latentcode, builtin for --detectors among them")
     p.add_argument("--allow-overlap", action="store_true",
                    help="score transcripts that are also in the fitting data")
     p.add_argument("--policy", default=None,

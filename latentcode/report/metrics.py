@@ -107,10 +107,15 @@ def detector_metrics(labels, scores, *, n_boot: int = 2000, seed: int = 0,
     scores = np.asarray(scores, dtype=float)
     check_scores(labels, scores, what)
     low, high = bootstrap_auroc_ci(labels, scores, n_boot=n_boot, seed=seed)
+    points = {f"{f:g}": tpr_at_fpr(labels, scores, f).to_dict() for f in FPR_TARGETS}
     return {
         "auroc": auroc(labels, scores),
         "auroc_ci95": [low, high],
-        "tpr_at_fpr": {f"{f:g}": tpr_at_fpr(labels, scores, f).to_dict() for f in FPR_TARGETS},
+        "tpr_at_fpr": points,
+        # the control literature's names for the same operating points (ControlArena,
+        # Greenblatt et al. 2023): auditing the top `budget` share of honest transcripts
+        # catches this share of the coded ones
+        "catch_rate_at_audit_budget": {k: v["tpr"] for k, v in points.items()},
         "pauroc_fpr05": partial_auroc(labels, scores),
         "n_pos": int((labels == 1).sum()),
         "n_neg": int((labels == 0).sum()),
