@@ -105,7 +105,7 @@ class InspectJudgeDetector(ZScoredOnClean):
     name = "overseer-inspect"
     needs_lm = False
 
-    def __init__(self, model: str = "mockllm/model", scale: str = "yes-no",
+    def __init__(self, model: str | None = None, scale: str = "yes-no",
                  question: str | None = None, max_chars: int = 4000, max_tokens: int = 8,
                  top_logprobs: int = 20, model_args: dict | None = None):
         if scale not in SCALES:
@@ -119,6 +119,10 @@ class InspectJudgeDetector(ZScoredOnClean):
     def judge(self):
         """The inspect model, resolved once (a clear error when inspect cannot resolve it)."""
         if getattr(self, "_judge", None) is None:
+            if not self.model:
+                raise DetectorError(
+                    "overseer-inspect needs a judge: name one as inspect does (model = "
+                    "\"openai/gpt-4o-mini\" in a config, -P overseer-inspect.model=... in detect)")
             try:
                 from inspect_ai.model import get_model
             except ImportError:
@@ -152,7 +156,12 @@ class InspectJudgeDetector(ZScoredOnClean):
             return await asyncio.gather(*(judge.generate(self._prompt(t), config=config)
                                           for t in transcripts))
 
-        outputs = run_sync(ask_all())
+        try:
+            outputs = run_sync(ask_all())
+        except Exception as err:  # noqa: BLE001 (the provider's own errors, after inspect's retries)
+            raise DetectorError(f"overseer-inspect: asking {self.model!r} failed "
+                                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+                                ) from err
         read = yes_no_score if self.scale == "yes-no" else rating_score
         scored = [read(o.completion or "", _first_top_logprobs(o)) for o in outputs]
         self.last_unparsed = int(sum(not ok for _, ok in scored))  # answers that said neither
@@ -163,7 +172,7 @@ class InspectJudgeDetector(ZScoredOnClean):
 
 
 @register("overseer-inspect")
-def overseer_inspect(model: str = "mockllm/model", scale: str = "yes-no",
+def overseer_inspect(model: str | None = None, scale: str = "yes-no",
                      question: str | None = None, max_chars: int = 4000, max_tokens: int = 8,
                      top_logprobs: int = 20, model_args: dict | None = None):
     """The LLM overseer asked through inspect_ai's model API (any provider inspect knows)."""

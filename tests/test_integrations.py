@@ -293,4 +293,25 @@ def test_a_machine_without_the_extra_is_told_which_to_install(monkeypatch, modul
     from detectors import DetectorError, make_detector
 
     with pytest.raises((MissingExtraError, DetectorError), match=r"latentcode\[inspect\]"):
-        make_detector("overseer-inspect").fit([Transcript(id="c", prompt="q", text="Hello.")])
+        make_detector("overseer-inspect", model="openai/gpt-4o-mini").fit(
+            [Transcript(id="c", prompt="q", text="Hello.")])
+
+
+def test_detect_takes_detector_params_and_refuses_bad_ones(tmp_path, capsys):
+    from latentcode.cli import main
+    from latentcode.transcripts import write_transcripts
+
+    write_transcripts(tmp_path / "c.jsonl", [Transcript(id="a", prompt="q", text="Hello there."),
+                                             Transcript(id="b", prompt="q", text="Fine, thanks.")])
+    write_transcripts(tmp_path / "t.jsonl", [Transcript(id="x", prompt="r", text="Hi.")])
+    base = ["detect", str(tmp_path / "t.jsonl"), "--reference", str(tmp_path / "c.jsonl"),
+            "--out", str(tmp_path / "s.jsonl")]
+    assert main(base + ["--detectors", "overseer-inspect"]) == 2
+    assert "overseer-inspect needs a judge" in capsys.readouterr().err
+    assert main(base + ["--detectors", "overseer-inspect", "-P", "overseer-inspect.colour=1"]) == 2
+    assert "unexpected keyword argument 'colour'" in capsys.readouterr().err
+    assert main(base + ["--detectors", "format", "-P", "tail.k=1"]) == 2
+    assert "tail is not among --detectors format" in capsys.readouterr().err
+    assert main(base + ["--detectors", "format", "-P", "format.prior_chars=50"]) == 0
+    config = json.loads((tmp_path / "s.jsonl.config.json").read_text())
+    assert config["detectors"]["format"]["params"]["prior_chars"] == 50.0

@@ -30,6 +30,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if unknown and not args.load:
         return usage_error(f"unknown detector(s) {', '.join(unknown)}; choose from "
                             f"{', '.join(sorted(DETECTORS))}")
+    try:
+        args.params = detector_params(args.param)
+    except ValueError as err:
+        return usage_error(str(err))
+    stray = sorted(set(args.params) - set(names))
+    if stray:
+        return usage_error(f"-P {stray[0]}.…: {stray[0]} is not among --detectors {','.join(names)}")
     if args.calibrate and not args.save:
         return usage_error("--calibrate sets the thresholds of saved detectors: give --save DIR")
     targets = read_transcripts(args.files)
@@ -115,6 +122,26 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def detector_params(items: list[str] | None) -> dict[str, dict]:
+    """``-P NAME.KEY=VALUE`` options as {name: {key: value}}; a value is read as JSON when it
+    parses (numbers, true, lists), as text otherwise."""
+    import json
+
+    out: dict[str, dict] = {}
+    for item in items or []:
+        target, sep, raw = item.partition("=")
+        name, dot, key = target.partition(".")
+        if not (sep and dot and name and key):
+            raise ValueError(f"-P {item!r}: write NAME.KEY=VALUE (e.g. "
+                             "overseer-inspect.model=openai/gpt-4o-mini)")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(name, {})[key] = value
+    return out
+
+
 def _fitted_detector(name: str, args: argparse.Namespace, lm, reference, train):
     """The detector ``name``, loaded from ``--load`` or fitted here; a usage message (str)
     when the data it needs were not given."""
@@ -129,7 +156,10 @@ def _fitted_detector(name: str, args: argparse.Namespace, lm, reference, train):
         except MonitorError as err:
             return str(err)
         return load_detector(folder, lm=lm)
-    det = make_detector(name, lm=lm)
+    try:
+        det = make_detector(name, lm=lm, **args.params.get(name, {}))
+    except TypeError as err:  # a -P key the factory does not take
+        return f"-P {name}.…: {err}"
     if det.needs_labels:
         if not train:
             return f"detector {name!r} is supervised: give --train (labelled transcripts)"
@@ -195,6 +225,9 @@ def add_detect(sub) -> None:
     p.add_argument("--train", default=None, help="labelled transcripts to fit supervised detectors")
     p.add_argument("--out", required=True, help="scored transcripts (JSONL, written atomically)")
     p.add_argument("--save", default=None, help="folder to save the fitted detectors in")
+    p.add_argument("-P", "--param", action="append", metavar="NAME.KEY=VALUE",
+                   help="a detector's parameter, e.g. -P overseer-inspect.model=openai/gpt-4o-mini "
+                        "(repeatable; values are JSON when they parse)")
     p.add_argument("--calibrate", default=None,
                    help="clean transcripts, not the fitting ones, that set each saved "
                         "detector's threshold (flagging 5%% of them) in its monitor.json")
