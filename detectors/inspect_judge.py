@@ -158,7 +158,7 @@ class InspectJudgeDetector(ZScoredOnClean):
 
         try:
             outputs = run_sync(ask_all())
-        except Exception as err:  # noqa: BLE001 (the provider's own errors, after inspect's retries)
+        except Exception as err:
             raise DetectorError(f"overseer-inspect: asking {self.model!r} failed "
                                 f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
                                 ) from err
