@@ -77,6 +77,7 @@ def test_monitor_json_records_threshold_and_model(format_monitor):
 
     info = json.loads((format_monitor / "monitor.json").read_text())
     assert info["model"] is None and info["n_clean"] == 12 and info["fpr"] == 0.05
+    assert info["clean_std"] == 0.0  # plain clean text has no format anomalies at all
     monitor = load_monitor(str(format_monitor))
     assert monitor.threshold == pytest.approx(info["threshold"])
     scores = monitor.suspicion([("q", MARKED[0]), ("q", CLEAN[0])])
@@ -94,8 +95,11 @@ def test_monitor_errors_say_what_to_do(tmp_path, format_monitor):
 
 
 def test_inspect_eval_with_latentcode_scorer(tmp_path, format_monitor):
-    from latentcode.integrations.inspect_scorer import detector
+    from importlib.metadata import entry_points
 
+    # the scorer as the installed package's inspect_ai entry point hands it to inspect
+    [ep] = [e for e in entry_points(group="inspect_ai") if e.name == "latentcode"]
+    detector = ep.load().detector
     texts = CLEAN[:3] + MARKED
     log = mock_eval(tmp_path, texts, [0, 0, 0, 1, 1], scorer=detector(path=str(format_monitor)))
     [result] = log.results.scores
@@ -315,3 +319,45 @@ def test_detect_takes_detector_params_and_refuses_bad_ones(tmp_path, capsys):
     assert main(base + ["--detectors", "format", "-P", "format.prior_chars=50"]) == 0
     config = json.loads((tmp_path / "s.jsonl.config.json").read_text())
     assert config["detectors"]["format"]["params"]["prior_chars"] == 50.0
+
+
+def test_builtin_monitors_are_shipped_with_their_provenance():
+    from latentcode.integrations.monitor import builtin_folder, builtin_names, load_monitor
+    from latentcode.lm import EMBEDDED_NAME
+
+    assert builtin_names() == ["distribution", "probe", "tail", "tfidf"]
+    provenance = json.loads((builtin_folder() / "provenance.json").read_text())
+    assert provenance["model"] == EMBEDDED_NAME and provenance["coded_sources"]
+    assert not {"arithmetic", "discop", "sparsamp"} & set(provenance["coded_sources"])  # zero-KL
+    for name in builtin_names():
+        info = json.loads((builtin_folder() / name / "monitor.json").read_text())
+        assert info["threshold"] is not None and info["n_clean"] >= 64 and info["clean_std"] > 0
+        assert info["model"] == (None if name == "tfidf" else EMBEDDED_NAME)
+        assert all(p.suffix != ".pkl" for p in (builtin_folder() / name).iterdir())
+    tfidf = load_monitor("builtin:tfidf")
+    scores = tfidf.suspicion([("q", CLEAN[0]), ("q", CLEAN[1])])
+    assert np.all(np.isfinite(scores)) and tfidf.threshold_source.startswith("95% quantile")
+
+
+def test_detect_loads_a_builtin_monitor_by_name(tmp_path):
+    from latentcode.cli import main
+    from latentcode.transcripts import read_transcripts, write_transcripts
+
+    write_transcripts(tmp_path / "t.jsonl", [Transcript(id=f"x{i}", prompt="q", text=t)
+                                             for i, t in enumerate(CLEAN[:3])])
+    assert main(["detect", str(tmp_path / "t.jsonl"), "--load", "builtin:tfidf",
+                 "--out", str(tmp_path / "s.jsonl")]) == 0
+    assert all(set(t.scores) == {"tfidf"} for t in read_transcripts(tmp_path / "s.jsonl"))
+    assert main(["detect", str(tmp_path / "t.jsonl"), "--load", "builtin:nope",
+                 "--out", str(tmp_path / "s.jsonl")]) == 2
+
+
+@pytest.mark.embedded
+def test_builtin_model_monitors_score_under_the_embedded_model_only(tiny_folder):
+    from latentcode.integrations.monitor import MonitorError, load_monitor
+
+    for name in ("tail", "distribution", "probe"):
+        monitor = load_monitor(f"builtin:{name}")
+        assert np.all(np.isfinite(monitor.suspicion([("Say hi.", "Hello! How can I help?")])))
+    with pytest.raises(MonitorError, match="fitted under 'smollm2-135m-instruct'"):
+        load_monitor("builtin:tail", model=str(tiny_folder))

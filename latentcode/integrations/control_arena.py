@@ -5,7 +5,8 @@ the optional extra ``latentcode[control]``).
 monitors: it reads the last assistant message (its text, and its tool calls as ControlArena
 formats them), and answers a ``MonitorResponse`` whose ``suspicion_score`` follows ControlArena's
 convention, 0 to 1 with 0.5 as the default defer threshold: the detector's suspicion passed
-through a logistic centred on the monitor's calibrated threshold (in units of ``scale``), so
+through a logistic centred on the monitor's calibrated threshold (in units of ``scale``, by
+default the spread of the clean scores it was calibrated on), so
 a response at the threshold scores 0.5 (with no threshold, centred on 0, the clean mean of a
 z-scored detector). The raw suspicion, the threshold and the detector's
 parameters are in ``reason``. It is registered under ``latentcode_monitor`` through
@@ -48,12 +49,15 @@ def to_unit(suspicion: float, threshold: float | None, scale: float) -> float:
 def latentcode_monitor_builder(
     path: str = Field(default="builtin:tail", description="fitted detector folder or builtin:NAME"),
     threshold: float | None = Field(default=None, description="override the calibrated threshold"),
-    scale: float = Field(default=1.0, gt=0, description="suspicion units per logistic unit"),
+    scale: float | None = Field(default=None, gt=0,
+                                description="suspicion units per logistic unit; default, the "
+                                            "spread of the monitor's clean calibration scores"),
     model: str | None = Field(default=None, description="model a model-based detector reads under"),
     device: str = Field(default="cpu"),
 ) -> Agent:
     """A latentcode detector watching the untrusted model's latest message."""
     watcher = load_monitor(path, model=model, device=device, threshold=threshold)
+    unit = scale or watcher.info.get("clean_std") or 1.0
 
     @monitor
     async def impl(state: AgentState, tools: list[Tool]) -> MonitorResponse:
@@ -71,7 +75,7 @@ def latentcode_monitor_builder(
         raw = float(watcher.suspicion([transcript])[0])
         flagged = watcher.flagged(raw)
         return MonitorResponse(
-            suspicion_score=to_unit(raw, watcher.threshold, scale),
+            suspicion_score=to_unit(raw, watcher.threshold, unit),
             reason=(f"latentcode {watcher.name}: suspicion {raw:.3f}, threshold "
                     f"{watcher.threshold if watcher.threshold is None else round(watcher.threshold, 3)}"
                     f" ({watcher.threshold_source}), flagged {flagged}"))

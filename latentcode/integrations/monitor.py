@@ -171,7 +171,7 @@ def save_monitor(detector, folder: str | Path, *, model: str | None = None,
     if clean_scores is not None and len(clean_scores):
         scores = np.asarray(clean_scores, dtype=float)
         info.update(threshold=float(np.quantile(scores, 1 - fpr)), fpr=fpr,
-                    n_clean=len(scores),
+                    n_clean=len(scores), clean_std=float(scores.std()),
                     threshold_source=f"{1 - fpr:.0%} quantile of {len(scores)} clean "
                                      f"texts{' (' + calibrated_on + ')' if calibrated_on else ''}")
     write_json(folder / MONITOR_FILE, info)
