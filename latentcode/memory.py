@@ -1,0 +1,33 @@
+"""Give freed model-sized buffers back to the operating system.
+
+Scoring text under a model makes a few [tokens x vocabulary] temporaries per response, a few
+MB each and of a different size for every response. glibc serves blocks of that size from its
+heap once its adaptive mmap threshold has risen past them, and a heap fragmented by blocks of
+ever-changing sizes only grows: measured here, token statistics of 128 answers of the embedded
+model took resident memory from 0.6 GB to 4.6 GB (27 MB per answer, none of it held by
+latentcode) and the generalization benchmark was killed at 16 GB. A fixed threshold of 1 MB
+(glibc's ``M_MMAP_THRESHOLD``, as ``MALLOC_MMAP_THRESHOLD_=1048576`` would set it) maps every
+such block on its own and unmaps it when freed: the same run stayed at 1.1 GB.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+THRESHOLD_BYTES = 1 << 20
+
+
+def return_large_blocks(threshold: int = THRESHOLD_BYTES) -> bool:
+    """Set glibc's mmap threshold (once per process, before heavy work); False where there is
+    no glibc (macOS, musl) or the user set ``MALLOC_MMAP_THRESHOLD_`` themselves."""
+    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
+    except (OSError, AttributeError):
+        return False
