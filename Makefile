@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install test demo bench lint clean browser
+.PHONY: install test demo monitors bench lint clean browser
 
 install: $(STAMP)
 
@@ -46,6 +46,11 @@ browser:
 
 demo: $(STAMP)
 	$(VENV)/bin/latentcode demo --out $(OUT)
+
+# The builtin monitors (builtin:tail, ...) into the latentcode cache: sampled and fitted here,
+# once, with the embedded model (no weights in git or in the package).
+monitors: $(STAMP)
+	$(PY) -m latentcode.integrations.builtin
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_load.py

@@ -321,43 +321,87 @@ def test_detect_takes_detector_params_and_refuses_bad_ones(tmp_path, capsys):
     assert config["detectors"]["format"]["params"]["prior_chars"] == 50.0
 
 
-def test_builtin_monitors_are_shipped_with_their_provenance():
-    from latentcode.integrations.monitor import builtin_folder, builtin_names, load_monitor
-    from latentcode.lm import EMBEDDED_NAME
+@pytest.fixture(scope="module")
+def builtin_cache(tmp_path_factory):
+    """Builtin monitors made as ``make monitors`` makes them, into a latentcode cache of their
+    own, under the tiny model saved as a folder (a user's model, named by its path)."""
+    import torch
 
+    from latentcode.integrations.builtin import build, generate
+    from latentcode.lm import load_lm, tiny_lm
+
+    root = tmp_path_factory.mktemp("cache")
+    tiny = tiny_lm(seed=0)
+    tiny.model.save_pretrained(root / "tiny-model", safe_serialization=True)
+    tiny.tokenizer.save_pretrained(root / "tiny-model")
+    lm = load_lm(str(root / "tiny-model"), dtype=torch.float64)  # codecs sample in float64
+    transcripts = generate(lm, root / "monitors" / "transcripts", n_clean=8, n_coded=4,
+                           sources=["huffman-k2", "bins-2"], max_new_tokens=8, batch_size=8)
+    lm.model.float()
+    provenance = build(transcripts, root / "monitors", lm=lm)
+    return root, str(root / "tiny-model"), provenance
+
+
+def test_builtin_monitors_are_made_into_the_cache_with_their_provenance(builtin_cache, monkeypatch):
+    from latentcode.integrations.monitor import (
+        MonitorError,
+        builtin_folder,
+        builtin_names,
+        load_monitor,
+    )
+
+    root, model, provenance = builtin_cache
+    monkeypatch.setenv("LATENTCODE_CACHE", str(root))
+    assert builtin_folder() == root / "monitors"
     assert builtin_names() == ["distribution", "probe", "tail", "tfidf"]
-    provenance = json.loads((builtin_folder() / "provenance.json").read_text())
-    assert provenance["model"] == EMBEDDED_NAME and provenance["coded_sources"]
-    assert not {"arithmetic", "discop", "sparsamp"} & set(provenance["coded_sources"])  # zero-KL
+    assert provenance["model"] == model and provenance["coded_sources"] == ["huffman-k2", "bins-2"]
+    assert json.loads((builtin_folder() / "provenance.json").read_text()) == provenance
     for name in builtin_names():
         info = json.loads((builtin_folder() / name / "monitor.json").read_text())
-        assert info["threshold"] is not None and info["n_clean"] >= 64 and info["clean_std"] > 0
-        assert info["model"] == (None if name == "tfidf" else EMBEDDED_NAME)
+        assert info["threshold"] is not None and info["n_clean"] == 8
+        assert info["model"] == (None if name == "tfidf" else model)
         assert all(p.suffix != ".pkl" for p in (builtin_folder() / name).iterdir())
     tfidf = load_monitor("builtin:tfidf")
     scores = tfidf.suspicion([("q", CLEAN[0]), ("q", CLEAN[1])])
     assert np.all(np.isfinite(scores)) and tfidf.threshold_source.startswith("95% quantile")
+    for name in ("tail", "distribution", "probe"):  # under the model recorded in monitor.json
+        monitor = load_monitor(f"builtin:{name}")
+        assert np.all(np.isfinite(monitor.suspicion([("Say hi.", "Hello! How can I help?")])))
+    with pytest.raises(MonitorError, match=f"fitted under {model!r}"):
+        load_monitor("builtin:tail", model="embedded")
 
 
-def test_detect_loads_a_builtin_monitor_by_name(tmp_path):
+def test_no_builtin_monitors_yet_says_how_to_make_them(tmp_path, monkeypatch):
+    from latentcode.integrations.monitor import MonitorError, builtin_names, load_monitor
+
+    monkeypatch.setenv("LATENTCODE_CACHE", str(tmp_path))
+    assert builtin_names() == []
+    with pytest.raises(MonitorError, match="none made yet: run `make monitors`"):
+        load_monitor("builtin:tail")
+
+
+def test_detect_loads_a_builtin_monitor_by_name(builtin_cache, monkeypatch, tmp_path, capsys):
+    import latentcode.lm
     from latentcode.cli import main
     from latentcode.transcripts import read_transcripts, write_transcripts
 
+    root, model, _ = builtin_cache
+    monkeypatch.setenv("LATENTCODE_CACHE", str(root))
     write_transcripts(tmp_path / "t.jsonl", [Transcript(id=f"x{i}", prompt="q", text=t)
                                              for i, t in enumerate(CLEAN[:3])])
-    assert main(["detect", str(tmp_path / "t.jsonl"), "--load", "builtin:tfidf",
-                 "--out", str(tmp_path / "s.jsonl")]) == 0
-    assert all(set(t.scores) == {"tfidf"} for t in read_transcripts(tmp_path / "s.jsonl"))
-    assert main(["detect", str(tmp_path / "t.jsonl"), "--load", "builtin:nope",
-                 "--out", str(tmp_path / "s.jsonl")]) == 2
+    base = ["detect", str(tmp_path / "t.jsonl"), "--out", str(tmp_path / "s.jsonl")]
+    assert main(base + ["--load", "builtin:tail"]) == 0  # reads under the model it was fitted under
+    assert all(set(t.scores) == {"tail"} for t in read_transcripts(tmp_path / "s.jsonl"))
+    assert json.loads((tmp_path / "s.jsonl.config.json").read_text())["model"] == model
+    assert main(base + ["--load", "builtin", "--detectors", "tfidf,probe"]) == 0
+    assert all(set(t.scores) == {"tfidf", "probe"} for t in read_transcripts(tmp_path / "s.jsonl"))
 
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded for a command that fails")
 
-@pytest.mark.embedded
-def test_builtin_model_monitors_score_under_the_embedded_model_only(tiny_folder):
-    from latentcode.integrations.monitor import MonitorError, load_monitor
-
-    for name in ("tail", "distribution", "probe"):
-        monitor = load_monitor(f"builtin:{name}")
-        assert np.all(np.isfinite(monitor.suspicion([("Say hi.", "Hello! How can I help?")])))
-    with pytest.raises(MonitorError, match="fitted under 'smollm2-135m-instruct'"):
-        load_monitor("builtin:tail", model=str(tiny_folder))
+    monkeypatch.setattr(latentcode.lm, "load_lm", no_model)  # bad --load fails before any model
+    capsys.readouterr()
+    assert main(base + ["--load", "builtin:nope"]) == 2
+    assert "no builtin monitor 'nope'" in capsys.readouterr().err
+    assert main(base + ["--load", "builtin:tail", "--model", "other/model"]) == 2
+    assert f"tail was fitted under {model!r}, not --model 'other/model'" in capsys.readouterr().err

@@ -24,7 +24,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
         require_ray()  # before any work: say which extra is missing
     names = [n.strip() for n in args.detectors.split(",") if n.strip()]
-    if args.load and args.load.startswith("builtin:"):  # one shipped monitor, by its name
+    if args.load and args.load.startswith("builtin:"):  # one builtin monitor, by its name
         names = [args.load.split(":", 1)[1]]
     unknown = [n for n in names if n not in DETECTORS]
     if unknown and not args.load:
@@ -59,6 +59,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
                            "(it needs config.json and adapter/)")
     if white_box and args.engine == "ray":
         return usage_error(f"{white_box[0]} runs in this process only: drop --engine ray")
+    if args.load:  # find every folder, and the model they were fitted under, before loading one
+        from ..integrations.monitor import MonitorError
+
+        try:
+            args.folders = _loaded_folders(names, args.load)
+            args.model = _loaded_model(args.folders, args.model)
+        except MonitorError as err:
+            return usage_error(str(err))
     lm = None
     need_lm = any(getattr(DETECTORS.get(n), "needs_lm", True) for n in names if n not in white_box)
     if need_lm:
@@ -142,20 +150,41 @@ def detector_params(items: list[str] | None) -> dict[str, dict]:
     return out
 
 
+def _loaded_folders(names: list[str], load: str) -> dict[str, Path]:
+    """``--load``'s folder for each detector (MonitorError when one is missing)."""
+    from ..integrations.monitor import BUILTIN_PREFIX, resolve
+
+    if load.startswith(BUILTIN_PREFIX):
+        return {names[0]: resolve(load)}
+    return {n: resolve(f"{BUILTIN_PREFIX}{n}" if load == "builtin" else str(Path(load) / n))
+            for n in names}
+
+
+def _loaded_model(folders: dict[str, Path], model: str | None) -> str | None:
+    """The model to read under: ``--model``, else the one the loaded monitors were fitted
+    under (their ``monitor.json``); MonitorError when they disagree."""
+    from ..integrations.monitor import MonitorError, model_label, read_info, stored_model
+
+    fitted = {n: m for n, folder in folders.items() if (m := read_info(folder).get("model"))}
+    if model is not None:
+        wrong = [n for n, m in fitted.items() if m != model_label(model)]
+        if wrong:
+            raise MonitorError(f"--load: {wrong[0]} was fitted under {fitted[wrong[0]]!r}, not "
+                               f"--model {model!r}; refit it under that model")
+        return model
+    if len(set(fitted.values())) > 1:
+        raise MonitorError("--load: the monitors were fitted under different models: " + ", ".join(
+            f"{n} under {m!r}" for n, m in fitted.items()))
+    return stored_model(next(iter(fitted.values()), None))
+
+
 def _fitted_detector(name: str, args: argparse.Namespace, lm, reference, train):
     """The detector ``name``, loaded from ``--load`` or fitted here; a usage message (str)
     when the data it needs were not given."""
     from detectors import load_detector, make_detector
 
     if args.load:
-        from ..integrations.monitor import MonitorError, builtin_folder, resolve
-
-        try:
-            folder = (resolve(args.load) if args.load.startswith("builtin:") else
-                      builtin_folder() / name if args.load == "builtin" else Path(args.load) / name)
-        except MonitorError as err:
-            return str(err)
-        return load_detector(folder, lm=lm)
+        return load_detector(args.folders[name], lm=lm)
     try:
         det = make_detector(name, lm=lm, **args.params.get(name, {}))
     except TypeError as err:  # a -P key the factory does not take
@@ -232,8 +261,8 @@ def add_detect(sub) -> None:
                    help="clean transcripts, not the fitting ones, that set each saved "
                         "detector's threshold (flagging 5%% of them) in its monitor.json")
     p.add_argument("--load", default=None,
-                   help="folder of fitted detectors (skip fitting); builtin:NAME for one monitor "
-                        "shipped with latentcode, builtin for --detectors among them")
+                   help="folder of fitted detectors (skip fitting); builtin:NAME for one builtin "
+                        "monitor (made by `make monitors`), builtin for --detectors among them")
     p.add_argument("--allow-overlap", action="store_true",
                    help="score transcripts that are also in the fitting data")
     p.add_argument("--policy", default=None,

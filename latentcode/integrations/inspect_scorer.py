@@ -81,7 +81,7 @@ def detector(path: str, threshold: float | None = None, model: str | None = None
 
     Args:
         path: a folder written by ``latentcode detect --save`` (``DIR/NAME``) or
-            ``builtin:NAME`` (a monitor shipped with latentcode).
+            ``builtin:NAME`` (a builtin monitor, made once by ``make monitors``).
         threshold: flag above this suspicion; default, the monitor's calibrated threshold.
         model: the model a model-based detector reads under (default: the one it was fitted
             under, the embedded SmolLM2-135M-Instruct for the builtin monitors).

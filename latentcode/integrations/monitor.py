@@ -1,7 +1,7 @@
 """A fitted detector ready to watch text from outside latentcode: what every integration shares.
 
-A *monitor* is a saved detector folder (``latentcode detect --save``, or a builtin one shipped
-with the package, ``builtin:tail``) plus what a host tool needs beside the scores: the model the
+A *monitor* is a saved detector folder (``latentcode detect --save``, or a builtin one made
+once on this machine by ``make monitors``, ``builtin:tail``) plus what a host tool needs beside the scores: the model the
 detector reads text under, a threshold, and where that threshold came from. inspect_ai scorers,
 the Inspect Scout scanner and the ControlArena monitor all load one through :func:`load_monitor`
 and score plain ``(prompt, text)`` pairs, so each integration is only the glue its host asks for.
@@ -18,7 +18,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,11 @@ class MonitorError(ValueError):
 
 
 def builtin_folder() -> Path:
-    return Path(str(resources.files("latentcode") / "monitors"))
+    """Where the builtin monitors live: the latentcode cache, never the package or git
+    (``latentcode.integrations.builtin`` writes them there)."""
+    from ..lm import cache_dir
+
+    return cache_dir() / "monitors"
 
 
 def builtin_names() -> list[str]:
@@ -44,19 +47,21 @@ def builtin_names() -> list[str]:
 
 
 def resolve(path: str) -> Path:
-    """A folder, or ``builtin:NAME`` (a monitor shipped in ``latentcode/monitors``)."""
+    """A folder, or ``builtin:NAME`` (a monitor in :func:`builtin_folder`)."""
     if path.startswith(BUILTIN_PREFIX):
         name = path[len(BUILTIN_PREFIX):]
         folder = builtin_folder() / name
         if not (folder / "detector.json").is_file():
-            raise MonitorError(f"no builtin monitor {name!r}; builtin monitors: "
-                               f"{', '.join(builtin_names()) or '(none installed)'}")
+            have = builtin_names()
+            raise MonitorError(f"no builtin monitor {name!r} in {builtin_folder()}; " + (
+                f"builtin monitors: {', '.join(have)}" if have else
+                "none made yet: run `make monitors` (python -m latentcode.integrations.builtin)"))
         return folder
     folder = Path(path).expanduser()
     if not (folder / "detector.json").is_file():
         raise MonitorError(f"{folder}: no detector.json here. Give a folder written by "
                            "`latentcode detect --save DIR` (one folder per detector, DIR/NAME) "
-                           f"or builtin:NAME ({', '.join(builtin_names()) or 'none installed'})")
+                           f"or builtin:NAME ({', '.join(builtin_names()) or 'none made yet: make monitors'})")
     return folder
 
 
@@ -116,7 +121,7 @@ def load_monitor(path: str, *, model: str | None = None, device: str | None = "c
     from detectors.base import DetectorError
 
     folder = resolve(path)
-    info = json.loads((folder / MONITOR_FILE).read_text()) if (folder / MONITOR_FILE).is_file() else {}
+    info = read_info(folder)
     name = json.loads((folder / "detector.json").read_text()).get("detector")
     factory = DETECTORS.get(name)
     if factory is None:
@@ -127,10 +132,10 @@ def load_monitor(path: str, *, model: str | None = None, device: str | None = "c
     lm = None
     if getattr(factory, "needs_lm", False):
         fitted_under = info.get("model")
-        if model is not None and fitted_under and _model_label(model) != fitted_under:
+        if model is not None and fitted_under and model_label(model) != fitted_under:
             raise MonitorError(f"{folder}: fitted under {fitted_under!r}, asked to read under "
                                f"{model!r}; refit it under that model (latentcode detect --save)")
-        lm = _shared_lm(model if model is not None else _stored_model(fitted_under), device)
+        lm = _shared_lm(model if model is not None else stored_model(fitted_under), device)
     try:
         detector = load_detector(folder, lm=lm)
     except DetectorError as err:
@@ -145,13 +150,19 @@ def load_monitor(path: str, *, model: str | None = None, device: str | None = "c
                    info=info)
 
 
-def _model_label(model: str) -> str:
+def read_info(folder: Path) -> dict:
+    """A monitor folder's ``monitor.json`` (empty for a plain ``detect --save`` folder)."""
+    path = folder / MONITOR_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def model_label(model: str) -> str:
     from ..lm import EMBEDDED_NAME
 
     return EMBEDDED_NAME if model in ("", "embedded") else str(model)
 
 
-def _stored_model(name: str | None) -> str | None:
+def stored_model(name: str | None) -> str | None:
     """What to pass to ``load_lm`` for a recorded model name (``None``: the embedded one)."""
     from ..lm import EMBEDDED_NAME
 
