@@ -162,22 +162,33 @@ def make_detector(name: str, lm=None, **params) -> Detector:
     return detector
 
 
-def load_detector(path: str | os.PathLike, lm=None) -> Detector:
-    """Rebuild a saved detector from its folder (JSON and safetensors only, never a pickle)."""
-    from safetensors.numpy import load_file
-
+def read_saved(path: str | os.PathLike) -> tuple[Path, dict]:
+    """A saved detector's folder and its checked ``detector.json`` (read once: a fitted tfidf's
+    vocabulary makes it a megabyte), for a caller that needs the name before building it."""
     folder = Path(path)
     meta_file = folder / "detector.json"
     if not meta_file.is_file():
         raise DetectorError(f"{folder}: no detector.json here; is this a folder made by save()?")
     try:
         doc = json.loads(meta_file.read_text())
-        name, params, state = doc["detector"], doc["params"], doc["state"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except ValueError as exc:
         raise DetectorError(f"{meta_file}: not a detector file ({exc})") from None
+    missing = {"detector", "params", "state"} - (doc.keys() if isinstance(doc, dict) else set())
+    if missing:
+        raise DetectorError(f"{meta_file}: not a detector file (no {', '.join(sorted(missing))})")
     if doc.get("format") != FORMAT_VERSION:
         raise DetectorError(f"{meta_file}: format {doc.get('format')!r}, this version reads {FORMAT_VERSION}")
-    detector = make_detector(name, lm=lm, **params)
+    return folder, doc
+
+
+def load_detector(path: str | os.PathLike, lm=None, *, saved: dict | None = None) -> Detector:
+    """Rebuild a saved detector from its folder (JSON and safetensors only, never a pickle);
+    ``saved``: its ``detector.json`` as :func:`read_saved` returned it, not read again."""
+    from safetensors.numpy import load_file
+
+    folder, doc = (Path(path), saved) if saved is not None else read_saved(path)
+    detector = make_detector(doc["detector"], lm=lm, **doc["params"])
+    state = doc["state"]
     arrays = folder / "state.safetensors"
     if arrays.is_file():
         state = dict(state)

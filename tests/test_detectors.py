@@ -183,6 +183,9 @@ def test_bad_input_gives_clear_errors(tiny, sets, tmp_path):
         make_detector("nope")
     with pytest.raises(DetectorError, match="no detector.json"):
         load_detector(tmp_path)
+    (tmp_path / "detector.json").write_text('{"detector": "tail"}')
+    with pytest.raises(DetectorError, match="not a detector file .no params, state"):
+        load_detector(tmp_path)
     with pytest.raises(DetectorError, match="at least 2"):
         det.fit(a[:1])
 

@@ -118,11 +118,14 @@ def load_monitor(path: str, *, model: str | None = None, device: str | None = "c
     scores would not mean what its calibration says. ``threshold`` overrides the calibrated one.
     """
     from detectors import DETECTORS, load_detector
-    from detectors.base import DetectorError
+    from detectors.base import DetectorError, read_saved
 
-    folder = resolve(path)
+    try:
+        folder, saved = read_saved(resolve(path))
+    except DetectorError as err:
+        raise MonitorError(str(err)) from None
     info = read_info(folder)
-    name = json.loads((folder / "detector.json").read_text()).get("detector")
+    name = saved["detector"]
     factory = DETECTORS.get(name)
     if factory is None:
         raise MonitorError(f"{folder}: detector {name!r} is not registered in this latentcode")
@@ -137,7 +140,7 @@ def load_monitor(path: str, *, model: str | None = None, device: str | None = "c
                                f"{model!r}; refit it under that model (latentcode detect --save)")
         lm = _shared_lm(model if model is not None else stored_model(fitted_under), device)
     try:
-        detector = load_detector(folder, lm=lm)
+        detector = load_detector(folder, lm=lm, saved=saved)
     except DetectorError as err:
         raise MonitorError(str(err)) from None
     if threshold is not None:
