@@ -5,7 +5,8 @@ Every run trains the embedded model with the same recipe and budget (``--steps``
 most), decoded by the LM receiver, which starts warm for every k the same way: distilled from
 the pseudo-likelihood receiver (k + 1 readings per response: each bit's exact posterior given
 the others; for k = 1 the likelihood receiver itself), which gives the reward until the
-hand-over (``configs/payload-1bit-lm.toml``'s cold start). The table gives,
+hand-over (``configs/payload-1bit-lm.toml``'s cold start, but handed over only once the LM
+receiver reads exactly half of three fresh batches in a row, 0.9 of them for k = 1). The table gives,
 on the held-out prompts of the last evaluation, the decoded bits per response (Miller-Madow
 corrected mutual information between secret and decoded secret, with its bootstrap 95%
 interval), the exact-match rate, the mean per-bit accuracy and the wall time of each run.
@@ -36,9 +37,12 @@ def run_config(bits: int, steps: int, tokens: int, prompts: int):
                                "eval.every": steps, "measure.enabled": False})
     cfg.receiver.teacher = "pseudo-likelihood"  # one affordable teacher for every k
     cfg.receiver.pooling = "attention"  # a k-bit code may lie in the order of tokens
-    # hand over within the first two thirds of the budget at the latest
-    cfg.receiver.handover = min(cfg.receiver.handover, max(1, 2 * steps // 3))
-    cfg.reward.overseer_warmup = min(cfg.reward.overseer_warmup, cfg.receiver.handover)
+    # hand over once the LM receiver reads, never at a fixed step: forced on a receiver that
+    # could not yet read, the hand-over gave a flat reward and the code fell apart
+    # (configs/payload-4bit.toml, the try of 2026-12-07)
+    cfg.receiver.handover = 0
+    cfg.receiver.handover_accuracy = cfg.receiver.handover_accuracy if bits == 1 else 0.5
+    cfg.reward.overseer_warmup = min(cfg.reward.overseer_warmup, max(1, 2 * steps // 3))
     return cfg
 
 

@@ -34,6 +34,7 @@ import torch
 
 from latentcode.generation import length_sorted_batches
 from latentcode.lm import LM, evaluating
+from latentcode.memory import large_blocks_returned
 from latentcode.transcripts import Transcript
 
 from .base import DetectorError
@@ -109,45 +110,48 @@ def token_stats(lm: LM, transcripts: Sequence[Transcript], *, max_tokens: int = 
         texts.append(ids[:room])
         classes.append(position_classes(text, spans[:room]))
         rows.append(prompt + ids[:room])
-    bar = tqdm(total=len(todo), desc="token statistics", unit="text", disable=not progress)
-    for batch, inputs in length_sorted_batches(lm, rows, batch_size):
-        width = max(len(texts[j]) for j in batch)
-        with evaluating(lm.model):
-            logits = lm.model(**inputs, logits_to_keep=width + 1).logits[:, :-1]
-        for row, j in enumerate(batch):
-            n = len(texts[j])
-            lp = torch.log_softmax(logits[row, width - n:].float(), dim=-1)
-            target = torch.tensor(texts[j], device=lp.device)
-            logp = lp.gather(1, target[:, None])[:, 0]
-            higher = lp > logp[:, None]  # tokens strictly more likely than the one seen
-            rank = higher.sum(-1) + 1
-            p = lp.exp()
-            plogp = torch.where(p > 0, p * lp, torch.zeros_like(p))
-            mean = plogp.sum(-1)
-            var = (torch.where(p > 0, plogp * lp, torch.zeros_like(p)).sum(-1) - mean ** 2).clamp(min=0)
-            above = torch.where(higher, p, torch.zeros_like(p)).sum(-1)
-            ordered = p.sort(dim=-1, descending=True).values
-            cum = ordered.cumsum(-1)
-            tail = (1 - cum[:, [min(k, cum.shape[-1]) - 1 for k in TAIL_KS]]).clamp(min=0)
-            # the top-p nucleus: the first rank whose cumulative mass reaches p
-            ps = torch.tensor(NUCLEUS_PS, dtype=cum.dtype, device=cum.device)
-            last = torch.searchsorted(cum, ps.expand(len(cum), -1).contiguous())
-            last = last.clamp(max=cum.shape[-1] - 1)
-            nucleus_out = (1 - cum.gather(1, last)).clamp(min=0)
-            centred = cum - ordered / 2 - 0.5  # mid-PIT of each token in rank order, minus 1/2
-            m2 = (ordered * centred ** 2).sum(-1)
-            m4 = (ordered * centred ** 4).sum(-1)
-            logp_, mean_, var_, above_, tail_, out_, m2_, m4_ = (
-                x.double().cpu().numpy() for x in (logp, mean, var, above, tail, nucleus_out,
-                                                   m2, m4))
-            stats = TokenStats(logp=logp_, rank=rank.cpu().numpy(), mean=mean_, var=var_,
-                               mass_above=above_, tail_mass=tail_,
-                               nucleus_size=(last + 1).cpu().numpy(), nucleus_mass=out_,
-                               pit_m2=m2_, pit_m4=m4_, classes=classes[j], truncated=cut[j])
-            out[todo[j]] = stats
-            _cache.put(keys[todo[j]], stats)
-        bar.update(len(batch))
-    bar.close()
+    # the [tokens x vocabulary] temporaries below go back to the OS (latentcode/memory.py)
+    with large_blocks_returned():
+        bar = tqdm(total=len(todo), desc="token statistics", unit="text", disable=not progress)
+        for batch, inputs in length_sorted_batches(lm, rows, batch_size):
+            width = max(len(texts[j]) for j in batch)
+            with evaluating(lm.model):
+                logits = lm.model(**inputs, logits_to_keep=width + 1).logits[:, :-1]
+            for row, j in enumerate(batch):
+                n = len(texts[j])
+                lp = torch.log_softmax(logits[row, width - n:].float(), dim=-1)
+                target = torch.tensor(texts[j], device=lp.device)
+                logp = lp.gather(1, target[:, None])[:, 0]
+                higher = lp > logp[:, None]  # tokens strictly more likely than the one seen
+                rank = higher.sum(-1) + 1
+                p = lp.exp()
+                plogp = torch.where(p > 0, p * lp, torch.zeros_like(p))
+                mean = plogp.sum(-1)
+                second = torch.where(p > 0, plogp * lp, torch.zeros_like(p)).sum(-1)
+                var = (second - mean ** 2).clamp(min=0)
+                above = torch.where(higher, p, torch.zeros_like(p)).sum(-1)
+                ordered = p.sort(dim=-1, descending=True).values
+                cum = ordered.cumsum(-1)
+                tail = (1 - cum[:, [min(k, cum.shape[-1]) - 1 for k in TAIL_KS]]).clamp(min=0)
+                # the top-p nucleus: the first rank whose cumulative mass reaches p
+                ps = torch.tensor(NUCLEUS_PS, dtype=cum.dtype, device=cum.device)
+                last = torch.searchsorted(cum, ps.expand(len(cum), -1).contiguous())
+                last = last.clamp(max=cum.shape[-1] - 1)
+                nucleus_out = (1 - cum.gather(1, last)).clamp(min=0)
+                centred = cum - ordered / 2 - 0.5  # mid-PIT of each token in rank order, minus 1/2
+                m2 = (ordered * centred ** 2).sum(-1)
+                m4 = (ordered * centred ** 4).sum(-1)
+                logp_, mean_, var_, above_, tail_, out_, m2_, m4_ = (
+                    x.double().cpu().numpy() for x in (logp, mean, var, above, tail, nucleus_out,
+                                                       m2, m4))
+                stats = TokenStats(logp=logp_, rank=rank.cpu().numpy(), mean=mean_, var=var_,
+                                   mass_above=above_, tail_mass=tail_,
+                                   nucleus_size=(last + 1).cpu().numpy(), nucleus_mass=out_,
+                                   pit_m2=m2_, pit_m4=m4_, classes=classes[j], truncated=cut[j])
+                out[todo[j]] = stats
+                _cache.put(keys[todo[j]], stats)
+            bar.update(len(batch))
+        bar.close()
     return out  # type: ignore[return-value]
 
 

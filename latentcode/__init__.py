@@ -7,8 +7,4 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from .memory import return_large_blocks
-
-return_large_blocks()  # freed [tokens x vocabulary] buffers go back to the OS (memory.py)
-
 __version__ = "0.1.0"
