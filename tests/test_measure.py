@@ -115,3 +115,10 @@ def test_bits_of_a_multi_bit_secret_are_summed_bit_by_bit_where_the_full_table_i
     assert cap["table_bits"] > true_bits + 0.5  # the sparse table's reading
     one = capacity_bits(truth % 2, decoded % 2, candidates=["0", "1"], n_boot=50)
     assert one["estimator"] == "table" and one["bits"] == one["table_bits"]
+
+
+def test_a_run_measures_concealment_with_the_whole_battery_by_default():
+    from latentcode.battery import SUPERVISED, UNSUPERVISED
+    from latentcode.channel.config import MeasureConfig
+
+    assert MeasureConfig().detectors == UNSUPERVISED + SUPERVISED

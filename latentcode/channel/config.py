@@ -188,10 +188,11 @@ class CheckpointConfig:
 class MeasureConfig:
     """The measurements of instrumentality taken when a run finishes (``channel/measure.py``)."""
     enabled: bool = True
-    # concealment: each detector on samples.jsonl, split by prompt (the battery's ten)
+    # concealment: each detector on samples.jsonl, split by prompt (the whole battery,
+    # latentcode.battery's UNSUPERVISED + SUPERVISED, written out so a config loads light)
     detectors: list[str] = field(default_factory=lambda: [
-        "distribution", "loglik", "logrank", "fast-detectgpt", "gltr", "tail", "overseer",
-        "tfidf", "probe", "minilm"])
+        "distribution", "loglik", "logrank", "fast-detectgpt", "gltr", "tail", "truncation",
+        "positions", "format", "overseer", "tfidf", "probe", "minilm", "stats-lr"])
     bootstrap: int = 1000  # resamples for the capacity interval
 
 
