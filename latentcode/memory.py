@@ -23,6 +23,7 @@ import ctypes.util
 import os
 import sys
 from contextlib import contextmanager
+from functools import cache
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 THRESHOLD_BYTES = 1 << 20
@@ -35,10 +36,16 @@ def return_large_blocks(threshold: int = THRESHOLD_BYTES) -> bool:
     if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
+        return bool(_libc().mallopt(M_MMAP_THRESHOLD, int(threshold)))
     except (OSError, AttributeError):
         return False
+
+
+@cache
+def _libc():
+    """The C library, found once: find_library runs ldconfig, and scoring sets the threshold
+    on every call of token_stats."""
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
 @contextmanager
