@@ -80,19 +80,30 @@ def test_the_receiver_reads_prompt_and_response_and_never_the_secret():
     task = PayloadTask(bits=2)
     receiver = receiver_on(task, updates_per_step=1)
     rollouts = planted(task, 6, seed=0)
-    read: list[list[int]] = []
+    calls: list[tuple[list[list[int]], list[list[int]]]] = []  # every forward's ids and mask
     body = receiver.model.get_base_model().base_model
     hook = body.register_forward_pre_hook(
-        lambda module, args, kwargs: read.extend(kwargs["input_ids"].tolist()), with_kwargs=True)
+        lambda module, args, kwargs: calls.append((kwargs["input_ids"].tolist(),
+                                                   kwargs["attention_mask"].tolist())),
+        with_kwargs=True)
     try:
         receiver.log_posteriors(rollouts)
         receiver.observe(rollouts)
     finally:
         hook.remove()
     tok = receiver.tokenizer
+
+    def unpadded(ids, mask):  # the mask's last columns are this call's own tokens
+        return [[t for t, m in zip(r, mr[-len(r):], strict=True) if m] for r, mr in zip(ids, mask)]
+
     expected = receiver.input_ids([rollouts.episode_of(r).prompt for r in range(6)], rollouts.texts)
-    for row, ids in enumerate(read[:6]):  # right-padded with zeros, masked out
-        assert ids[:len(expected[row])] == expected[row]
+    # the first reading: each distinct prompt once, then each row's continuation after it
+    prompts, continuations = unpadded(*calls[0]), unpadded(*calls[1])
+    assert len(prompts) == len({tuple(e[:-len(c)]) for e, c in zip(expected, continuations)})
+    for row, cont in enumerate(continuations):
+        assert expected[row][-len(cont):] == cont
+        assert expected[row][:-len(cont)] in prompts
+    read = [row for ids, mask in calls for row in unpadded(ids, mask)]
     for ids in read:
         text = tok.decode(ids)
         assert "Your secret bits" not in text and "Never mention" not in text

@@ -152,10 +152,43 @@ class LMReceiver:
         instructions)."""
         return [p + r for p, r in self._tokens(prompts, texts)]
 
-    def _forward(self, prompts: list[str], texts: list[str]) -> torch.Tensor:
-        """``[rows, candidates]`` log-posteriors (with grad when grad mode is on); call it
-        inside :meth:`active`."""
-        rows = self._tokens(prompts, texts)
+    def _token_states(self, rows: list[tuple[list[int], list[int]]]):
+        """The states the head reads, ``[rows, width, hidden]`` twice (last layer, input
+        embeddings), with ``pool`` (``[rows, width]``, each response token ``1 / n``) and
+        ``where`` (each token's position in its response).
+
+        Each distinct prompt is read once and its KV cache copied out to the rows that share
+        it (``latentcode/prefix.py``): a group's samples share their prompt, which is most of
+        what a 1-bit receiver reads. The last prompt token is read with the response, so an
+        empty response still has a state to read (that token's)."""
+        device = self.head.weight.device
+        if any(len(p) < 2 for p, _ in rows):  # no prefix to share: one plain forward
+            return self._plain_states(rows)
+        from ..generation import cache_kwargs, left_pad, prefill
+
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        reader = LM(model=self.model, tokenizer=self.tokenizer, name="lm-receiver")
+        cache, _, mask = prefill(reader, [p[:-1] for p, _ in rows], pad)
+        cont, cont_mask = left_pad([p[-1:] + r for p, r in rows], pad, device)
+        width = cont.shape[1]
+        positions = (mask.sum(-1)[:, None] + cont_mask.cumsum(-1) - 1).clamp(min=0)
+        body = self.model.get_base_model().base_model  # the transformer without its LM head
+        states = body(input_ids=cont, attention_mask=torch.cat([mask, cont_mask], dim=1),
+                      position_ids=positions, use_cache=True, output_hidden_states=True,
+                      **cache_kwargs(body, cache)).hidden_states
+        pool = torch.zeros((len(rows), width), dtype=torch.float32, device=device)
+        where = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        for i, (_, r) in enumerate(rows):
+            if r:  # left-padded: the response is the last len(r) slots
+                pool[i, width - len(r):] = 1.0 / len(r)
+                where[i, width - len(r):] = torch.arange(len(r), device=device).clamp(
+                    max=POSITIONS - 1)
+            else:
+                pool[i, width - 1] = 1.0
+        return states[-1], states[0], pool, where
+
+    def _plain_states(self, rows: list[tuple[list[int], list[int]]]):
+        """:meth:`_token_states` by one right-padded forward over whole rows."""
         width = max(len(p) + len(r) for p, r in rows)
         device = self.head.weight.device
         ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
@@ -174,14 +207,20 @@ class LMReceiver:
         body = self.model.get_base_model().base_model  # the transformer without its LM head
         states = body(input_ids=ids, attention_mask=attention,
                       output_hidden_states=True).hidden_states
+        return states[-1], states[0], pool, where
+
+    def _forward(self, prompts: list[str], texts: list[str]) -> torch.Tensor:
+        """``[rows, candidates]`` log-posteriors (with grad when grad mode is on); call it
+        inside :meth:`active`."""
+        last, embedded, pool, where = self._token_states(self._tokens(prompts, texts))
         if self.query is None:
-            parts = [(states[i].float() * pool[..., None]).sum(1) for i in (-1, 0)]
+            parts = [(x.float() * pool[..., None]).sum(1) for x in (last, embedded)]
             # each part on one scale, so neither drowns the other's signal
             pooled = torch.cat([torch.nn.functional.layer_norm(x, x.shape[-1:]) for x in parts], -1)
             logits = self.head(pooled)
         else:
             tokens = torch.cat([torch.nn.functional.layer_norm(x, x.shape[-1:])
-                                for x in (states[-1].float(), states[0].float())], -1)
+                                for x in (last.float(), embedded.float())], -1)
             scores = self.query(tokens) + self.position[where]  # what, and where
             scores = scores.masked_fill((pool == 0)[..., None], float("-inf"))
             weights = torch.softmax(scores, dim=1)  # [rows, width, outputs], over tokens
