@@ -84,7 +84,9 @@ set = {{"distill.teacher" = "@rl"}}
     assert {"accuracy", "bits", "flag_rate", "kl_per_response", "best_auroc",
             "half_position"} <= set(table[0])
     md = (out / "zoo.md").read_text()
-    assert md.count("\n") == 2 + 3 and "| student | distill |" in md
+    table_part = md.split("\n\n")[0]  # the table, then the paper's questions
+    assert table_part.count("\n") == 2 + 3 - 1 and "| student | distill |" in table_part
+    assert "## The discount" in md and "| student | distill | 1 |" in md
     html = (out / "report" / "zoo.html").read_text()
     assert html.count('href="../runs/') == 3 and html.count("data:image/png;base64,") == 3
     for name in ("zoo-learning-curves.png", "zoo-prefix-decodability.png", "zoo-position-kl.png",

@@ -79,14 +79,22 @@ def run_label(result: dict) -> str:
 def plot_position_curves(results: list[dict], path: Path, key: str, ylabel: str,
                          dashed: str | None = None, dashed_label: str = "") -> None:
     """``result[key]`` (one value per response position, None where unmeasured) for each run;
-    ``result[dashed]``, when given and present, drawn dashed in the same colour."""
+    ``result[dashed]``, when given and present, drawn dashed in the same colour; with
+    ``result[key + "_low"]`` and ``_high`` (an interval across seeds), a band around the line."""
     fig, ax = plt.subplots(figsize=(7, 4))
+
+    def array(values) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in values], dtype=float)
+
     for i, result in enumerate(results):
-        values = np.array([np.nan if v is None else v for v in result[key]], dtype=float)
+        values = array(result[key])
         ax.plot(np.arange(1, len(values) + 1), values, "-", color=f"C{i % 10}",
                 label=run_label(result))
+        if result.get(f"{key}_low"):
+            ax.fill_between(np.arange(1, len(values) + 1), array(result[f"{key}_low"]),
+                            array(result[f"{key}_high"]), color=f"C{i % 10}", alpha=0.15, lw=0)
         if dashed and result.get(dashed):
-            more = np.array([np.nan if v is None else v for v in result[dashed]], dtype=float)
+            more = array(result[dashed])
             ax.plot(np.arange(1, len(more) + 1), more, "--", color=f"C{i % 10}", lw=1,
                     label=dashed_label if i == 0 else None)
     if key == "prefix_accuracy" and results:

@@ -17,7 +17,6 @@ one line per label) and ``report/zoo.html``, a page linking every run's concealm
 from __future__ import annotations
 
 import json
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,8 @@ import numpy as np
 
 from ..jsonl import atomic_open, write_json
 from .config import REGIME_NAMES, ConfigError, TrainConfig, load_config
+from .zoo_questions import questions, seed_bands
+from .zoo_questions import t_band as mean_ci  # mean and 95% t interval over seeds
 
 BUDGET_KEYS = ("rl.steps", "rl.prompts_per_step", "rl.group_size")
 
@@ -206,20 +207,6 @@ TABLE_METRICS = [("accuracy", "decoding accuracy"), ("bits", "bits / response"),
                  ("best_auroc", "best detector AUROC"), ("half_position", "half-accuracy token")]
 
 
-def mean_ci(values: list[float]) -> tuple[float | None, float | None, float | None]:
-    """Mean and a 95% t interval over seeds (no interval from a single seed)."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None, None
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return mean, None, None
-    from scipy.stats import t
-
-    half = t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
-
-
 def wilson(p: float, n: int) -> tuple[float, float]:
     from scipy.stats import binomtest
 
@@ -323,21 +310,22 @@ def write_outputs(rows: list[dict], out: Path) -> list[dict]:
     with atomic_open(out / "zoo.csv") as f:
         f.write(buffer.getvalue())
     table = markdown_table(summary)
+    answers, numbers = questions(rows)
     with atomic_open(out / "zoo.md") as f:
-        f.write(table + "\n")
+        f.write(table + "\n\n" + answers)
     figures = {"learning_curves": "zoo-learning-curves.png",
                "prefix_decodability": "zoo-prefix-decodability.png",
                "position_kl": "zoo-position-kl.png"}
     plot_learning_curves(rows, out / figures["learning_curves"])
-    curves = [{**a, **b} for a, b in zip(_mean_curves(rows, "prefix_accuracy"),
+    curves = [{**a, **b} for a, b in zip(seed_bands(rows, "prefix_accuracy"),
                                          _mean_curves(rows, "prefix_truth_prob"), strict=True)]
     plot_position_curves(curves, out / figures["prefix_decodability"], "prefix_accuracy",
                          "receiver accuracy on the first k tokens", dashed="prefix_truth_prob",
                          dashed_label="posterior of the true secret (dashed)")
-    plot_position_curves(_mean_curves(rows, "position_kl"), out / figures["position_kl"],
+    plot_position_curves(seed_bands(rows, "position_kl"), out / figures["position_kl"],
                          "position_kl", "KL(policy || reference) at position k, nats")
     # the page renders from this file alone (report/ never imports the zoo)
     write_json(out / "zoo.json", {"runs": rows, "summary": summary, "metrics": TABLE_METRICS,
-                                  "figures": figures})
+                                  "figures": figures, "questions": numbers})
     render_zoo(out)
     return summary
