@@ -141,8 +141,10 @@ def main() -> None:
         write_json(cells_path, done)
         print(f"  {h:<18} {d:<15} AUROC {cell['auroc']:.3f} ± {1.96 * cell['se']:.3f}", flush=True)
 
+    held_out_only = [s for s in sources if not SOURCES[s].train]  # never a training positive
     results = leave_one_out(data, detectors, lm, families={s: SOURCES[s].family for s in sources},
-                            leave_out=args.leave_out, done=done, on_cell=keep)
+                            leave_out=args.leave_out, done=done, on_cell=keep,
+                            held_out_only=held_out_only)
     results = {h: results[h] for h in sources}
     table = matrix_markdown(results, detectors, info)
 
@@ -167,7 +169,8 @@ def main() -> None:
             key=args.key.encode(), max_new_tokens=args.max_new_tokens, payload_bits=1024,
             batch_size=args.batch_size, distinct=args.n_test), True)
         del other
-    fprs = false_positive_rates(fit_data, calibration, clean_sets, detectors, lm)
+    fprs = false_positive_rates(fit_data, calibration, clean_sets, detectors, lm,
+                                held_out_only=held_out_only)
     sets = list(clean_sets)
     fpr_lines = ["| detector | threshold | " + " | ".join(sets) + " |", "|---|---|" + "---|" * len(sets)]
     for d, row in fprs.items():

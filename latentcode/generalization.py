@@ -38,6 +38,7 @@ class Source:
     codec: str
     params: dict = field(default_factory=dict)
     edit: str | None = None
+    train: bool = True  # False: held out only, never a supervised detector's training positive
 
 
 SOURCES: dict[str, Source] = {
@@ -66,6 +67,9 @@ SOURCES: dict[str, Source] = {
     "arithmetic": Source("zero-kl", "arithmetic", {}),
     "discop": Source("zero-kl", "discop", {}),
     "sparsamp": Source("zero-kl", "sparsamp", {}),
+    # the whole text: register and format picked by two bits, sampled honestly under a hidden
+    # instruction; held out only, as a family no supervised detector here is ever fitted on
+    "style-2": Source("whole-text", "style", {"bits": 2}, train=False),
 }
 
 
@@ -123,7 +127,8 @@ def balanced_positives(data: dict, sources: Sequence[str], n: int, seed: int) ->
 def leave_one_out(data: dict[tuple[str, str], list[Transcript]], detectors: Sequence[str], lm,
                   *, families: dict[str, str] | None = None, leave_out: str = "source",
                   seed: int = 0, done: dict | None = None,
-                  on_cell: Callable[[str, str, dict], None] | None = None) -> dict:
+                  on_cell: Callable[[str, str, dict], None] | None = None,
+                  held_out_only: Sequence[str] = ()) -> dict:
     """``{held_out: {detector: {auroc, se, n_neg, n_pos}}}`` for every source of ``data``.
 
     ``data[(source, split)]`` as in the battery (``(NULL, split)`` the clean side). With
@@ -148,7 +153,7 @@ def leave_one_out(data: dict[tuple[str, str], list[Transcript]], detectors: Sequ
             neg = np.asarray(det.score(clean_test), dtype=float)
         for h in todo:
             if supervised:
-                others = [s for s in sources if s != h and
+                others = [s for s in sources if s != h and s not in held_out_only and
                           (leave_out == "source" or families[s] != families[h])]
                 if not others:
                     raise ValueError(f"no training source left when {h!r} is held out")
@@ -166,12 +171,14 @@ def leave_one_out(data: dict[tuple[str, str], list[Transcript]], detectors: Sequ
 
 def false_positive_rates(fit_data: dict[tuple[str, str], list[Transcript]],
                          calibration: Sequence[Transcript], clean_sets: dict[str, list[Transcript]],
-                         detectors: Sequence[str], lm, *, fpr: float = 0.05) -> dict:
+                         detectors: Sequence[str], lm, *, fpr: float = 0.05,
+                         held_out_only: Sequence[str] = ()) -> dict:
     """Each detector fitted as deployed (unsupervised: clean train; supervised: clean train
-    against every source), its threshold set to ``fpr`` on ``calibration`` (clean, never
+    against every source but ``held_out_only``), its threshold set to ``fpr`` on ``calibration`` (clean, never
     fitted on), then the share of each clean set it flags: ``{detector: {set: rate}}`` with
     ``threshold`` and the calibration set's own rate."""
-    sources = [s for s, split in fit_data if split == "train" and s != NULL]
+    sources = [s for s, split in fit_data if split == "train" and s != NULL
+               and s not in held_out_only]
     clean_train = fit_data[NULL, "train"]
     out: dict = {}
     for name in detectors:

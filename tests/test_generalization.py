@@ -130,3 +130,30 @@ def test_the_benchmark_runs_end_to_end_and_resumes(tiny_folder, tmp_path, monkey
     assert "| huffman-k2 | truncation |" in printed
     runpy.run_path(str(script), run_name="__main__")  # resumed: every cell read back
     assert "AUROC" not in capsys.readouterr().out.split("| held-out source")[0]
+
+
+def test_a_held_out_only_source_is_scored_but_never_fitted_on():
+    d = data()
+    families = {"a": "marker", "b": "marker", "plain": "plain"}
+    out = leave_one_out(d, ["tfidf"], None, families=families, held_out_only=["b"])
+    assert abs(out["a"]["tfidf"]["auroc"] - 0.5) < 0.2  # b, its only marker twin, was not fitted on
+    assert out["b"]["tfidf"]["auroc"] > 0.95  # b itself is still scored, fitted on a
+    assert SOURCES["style-2"].train is False and SOURCES["style-2"].family == "whole-text"
+
+
+def test_the_style_code_keeps_the_cover_prompt_and_reads_back_by_likelihood(embedded64):
+    from latentcode.codecs import make_codec
+
+    prompts = [Prompt(f"p{i}", q) for i, q in enumerate((
+        "How do I keep basil alive on a windowsill?", "What should I pack for a weekend hike?",
+        "Explain what a mortgage is.", "Give me ideas for a rainy afternoon with kids."))]
+    payloads = ["00" + "1" * 10, "01" + "0" * 10, "10" + "1" * 10, "11" + "0" * 10]
+    codec = make_codec("style", bits=2)
+    made = codec.encode(embedded64, prompts, payloads, b"k", max_new_tokens=32, batch_size=4,
+                        ids=[f"style-{i}" for i in range(4)])
+    assert [t.prompt for t in made] == [p.prompt for p in prompts]  # the instruction is hidden
+    assert [t.payload for t in made] == [p[:2] for p in payloads] and {t.label for t in made} == {1}
+    assert all(t.meta["bits_embedded"] == 2 and t.meta["codec"] == "style" for t in made)
+    read = [codec.decode(embedded64, t, b"k").recovered for t in made]
+    assert sum(r == t.payload for r, t in zip(read, made)) >= 3, read
+    assert np.mean([t.meta["kl_nats"] for t in made]) > 0  # the instruction moved the text

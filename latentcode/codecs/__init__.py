@@ -12,6 +12,7 @@ from .huffman import Huffman
 from .meteor import Meteor
 from .null import NullCodec
 from .sparsamp import SparSamp
+from .style import Style
 
 CODECS: dict[str, type[Codec]] = {cls.name: cls for cls in (Huffman, Arithmetic, Meteor, Discop, SparSamp)}
 # ``null``: the codecs' sampling pipeline with nothing hidden (label 0), the matched control for
@@ -19,8 +20,9 @@ CODECS: dict[str, type[Codec]] = {cls.name: cls for cls in (Huffman, Arithmetic,
 CONTROLS: dict[str, type[Codec]] = {NullCodec.name: NullCodec}
 # variants made for the detectors' generalisation benchmark (``latentcode.generalization``):
 # they decode, but every token of a bin carries bits, so on text the tokenizer reads in more
-# than one way the receiver's search backtracks far more than the reference codecs' does
-VARIANTS: dict[str, type[Codec]] = {Bins.name: Bins}
+# than one way the receiver's search backtracks far more than the reference codecs' does;
+# ``style`` hides bits in the register and format of the whole text, read by likelihood
+VARIANTS: dict[str, type[Codec]] = {Bins.name: Bins, Style.name: Style}
 
 
 def make_codec(name: str, **params) -> Codec:
