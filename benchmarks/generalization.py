@@ -41,6 +41,7 @@ from latentcode.generalization import (
     leave_one_out,
     matrix_markdown,
     source_transcripts,
+    zero_kl_check,
 )
 from latentcode.jsonl import atomic_open, write_json
 from latentcode.lm import load_lm
@@ -121,7 +122,10 @@ def main() -> None:
     data = {}
     for source in [NULL, *sources]:
         for split, n in (("train", args.n_train), ("test", args.n_test)):
-            mult = args.clean_multiple if source == NULL else 1
+            # the clean side, and the zero-KL test sets (whose AUROC must sit within 0.5 +/- 0.06:
+            # 64 positives alone give a 95% half-width of 0.08), hold several samples per prompt
+            zero_kl = source != NULL and SOURCES[source].family == "zero-kl" and split == "test"
+            mult = args.clean_multiple if source == NULL or zero_kl else 1
             data[source, split] = source_transcripts(
                 lm, source, split, halves[split], n * mult, out=out / "transcripts",
                 key=args.key.encode(), max_new_tokens=args.max_new_tokens, payload_bits=1024,
@@ -147,6 +151,7 @@ def main() -> None:
                             held_out_only=held_out_only)
     results = {h: results[h] for h in sources}
     table = matrix_markdown(results, detectors, info)
+    table += "\n\n" + zero_kl_check({s: results[s] for s in sources if SOURCES[s].family == "zero-kl"})
 
     # clean text must stay clean: other prompt categories, other models
     fit_cats = set(args.fit_categories.split(","))

@@ -213,3 +213,26 @@ def matrix_markdown(results: dict, detectors: Sequence[str], info: dict[str, dic
         row.append("-" if best is None else f"{best} {cells[best]['auroc']:.2f}")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def zero_kl_check(results: dict, *, tolerance: float = 0.06) -> str:
+    """The cells of zero-KL sources outside ``0.5 +/- tolerance``, beside how many chance
+    alone puts there at these sample sizes (Hanley-McNeil's standard error at AUROC 0.5, a
+    normal tail): more than chance is a leak to look for, as many is noise."""
+    from scipy.stats import norm
+
+    cells = [(h, d, c) for h, row in results.items() for d, c in row.items()]
+    if not cells:
+        return "Zero-KL check: no zero-KL source measured."
+    expected, outside = 0.0, []
+    for h, d, c in cells:
+        n1, n0 = c["n_pos"], c["n_neg"]
+        se0 = np.sqrt((0.25 + (n1 - 1) / 12 + (n0 - 1) / 12) / (n1 * n0))
+        expected += 2 * norm.sf(tolerance / se0)
+        if abs(c["auroc"] - 0.5) > tolerance:
+            outside.append(f"{h} / {d} {c['auroc']:.3f}")
+    sizes = sorted({(c["n_pos"], c["n_neg"]) for _, _, c in cells})
+    return (f"Zero-KL check ({len(cells)} cells, positives x negatives "
+            + ", ".join(f"{a} x {b}" for a, b in sizes)
+            + f"): {len(outside)} outside 0.5 +/- {tolerance}, {expected:.1f} expected by chance"
+            + (": " + "; ".join(outside) if outside else "") + ".")

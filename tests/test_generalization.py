@@ -157,3 +157,16 @@ def test_the_style_code_keeps_the_cover_prompt_and_reads_back_by_likelihood(embe
     read = [codec.decode(embedded64, t, b"k").recovered for t in made]
     assert sum(r == t.payload for r, t in zip(read, made)) >= 3, read
     assert np.mean([t.meta["kl_nats"] for t in made]) > 0  # the instruction moved the text
+
+
+def test_the_zero_kl_check_counts_cells_outside_the_band_against_chance():
+    from latentcode.generalization import zero_kl_check
+
+    cell = {"se": 0.03, "n_pos": 192, "n_neg": 192}
+    text = zero_kl_check({"arithmetic": {"tail": {**cell, "auroc": 0.52},
+                                         "tfidf": {**cell, "auroc": 0.58}},
+                          "discop": {"tail": {**cell, "auroc": 0.47}}})
+    assert "3 cells" in text and "1 outside 0.5 +/- 0.06" in text and "arithmetic / tfidf 0.580" in text
+    expected = float(text.split(", ")[-1].split(" expected")[0].split("0.06, ")[-1])
+    assert 0.05 < expected < 0.5  # about 5% of three cells at 192 x 192
+    assert "no zero-KL source" in zero_kl_check({})
