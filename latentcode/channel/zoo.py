@@ -21,8 +21,6 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..jsonl import atomic_open, write_json
 from .config import REGIME_NAMES, ConfigError, TrainConfig, load_config
 from .zoo_questions import questions, seed_bands
@@ -256,21 +254,6 @@ def markdown_table(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _mean_curves(rows: list[dict], key: str) -> list[dict]:
-    """Per label, the seed-mean of a per-position list (None where no seed measured it)."""
-    out = []
-    for label in dict.fromkeys(r["label"] for r in rows):
-        mine = [r[key] for r in rows if r["label"] == label]
-        width = max(len(m) for m in mine)
-        mean = []
-        for k in range(width):
-            vals = [m[k] for m in mine if k < len(m) and m[k] is not None]
-            mean.append(float(np.mean(vals)) if vals else None)
-        first = next(r for r in rows if r["label"] == label)
-        out.append({"label": label, key: mean, "chance": first["chance"]})
-    return out
-
-
 def plot_learning_curves(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -318,7 +301,7 @@ def write_outputs(rows: list[dict], out: Path) -> list[dict]:
                "position_kl": "zoo-position-kl.png"}
     plot_learning_curves(rows, out / figures["learning_curves"])
     curves = [{**a, **b} for a, b in zip(seed_bands(rows, "prefix_accuracy"),
-                                         _mean_curves(rows, "prefix_truth_prob"), strict=True)]
+                                         seed_bands(rows, "prefix_truth_prob"), strict=True)]
     plot_position_curves(curves, out / figures["prefix_decodability"], "prefix_accuracy",
                          "receiver accuracy on the first k tokens", dashed="prefix_truth_prob",
                          dashed_label="posterior of the true secret (dashed)")
