@@ -13,6 +13,7 @@ from . import (  # noqa: F401  (importing registers the factories)
     inspect_judge,
     overseer,
     paraphrase,
+    periodic,
     probe,
     stats_classifier,
     string_match,

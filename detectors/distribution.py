@@ -113,10 +113,21 @@ def truncation_evidence(stats: TokenStats, slack: float = TRUNCATION_SLACK) -> t
     return _evidence(*_outside(stats), slack)
 
 
-def _evidence(outside: np.ndarray, q: np.ndarray, slack: float) -> tuple[float, int]:
+def rung_evidence(stats: TokenStats, slack: float = TRUNCATION_SLACK) -> np.ndarray:
+    """The log-likelihood ratio of :func:`truncation_evidence` at every rung of ``LADDER``
+    (-inf where a token leaves the rung with no slack): summed over independent texts it is
+    the same test for a set of them."""
+    return _log_ratios(*_outside(stats), slack)
+
+
+def _log_ratios(outside: np.ndarray, q: np.ndarray, slack: float) -> np.ndarray:
     ratio = slack + (1 - slack) * (~outside) / (1 - np.clip(q, 0.0, 1 - 1e-12))
     with np.errstate(divide="ignore"):  # no slack: a token outside is -inf at its rung
-        evidence = np.log(ratio).sum(axis=0)
+        return np.log(ratio).sum(axis=0)
+
+
+def _evidence(outside: np.ndarray, q: np.ndarray, slack: float) -> tuple[float, int]:
+    evidence = _log_ratios(outside, q, slack)
     best = int(np.argmax(evidence))
     return max(0.0, float(evidence[best])), best
 

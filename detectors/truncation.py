@@ -33,7 +33,7 @@ from latentcode.lm import LM
 from latentcode.transcripts import Transcript
 
 from .base import Detector, DetectorError, check_transcripts, clean_reference, register
-from .distribution import LADDER, TRUNCATION_SLACK, truncation_evidence
+from .distribution import LADDER, TRUNCATION_SLACK, rung_evidence, truncation_evidence
 from .token_stats import token_stats
 
 
@@ -61,6 +61,23 @@ class TruncationDetector(Detector):
     def score(self, transcripts: Sequence[Transcript]) -> np.ndarray:
         self.check_fitted()
         return np.array([e for e, _ in self._evidence(transcripts)])
+
+    def set_test(self, transcripts: Sequence[Transcript]) -> dict[str, float | str | None]:
+        """The same test for a set of texts from one source: the log-ratios of every rung summed
+        over the texts (independent samples multiply), at the best rung. A cut deep in the
+        vocabulary (the top 512 of 49k) moves one 64-token answer too little for any per-text
+        test to be sure of it (docs/detectors.md), and a handful of answers enough. ``p_bound``
+        is Ville's bound over the ladder's rungs on how often honest sets score as high."""
+        if not 0 <= self.slack < 1:
+            raise DetectorError(f"truncation: slack must be in [0, 1), got {self.slack}")
+        stats = token_stats(self.lm, check_transcripts(transcripts), max_tokens=self.max_tokens,
+                            batch_size=self.batch_size)
+        total = np.sum([rung_evidence(s, self.slack) for s in stats], axis=0)
+        best = int(np.argmax(total))
+        evidence = max(0.0, float(total[best]))
+        return {"evidence": evidence, "rung": LADDER[best] if evidence > 0 else None,
+                "p_bound": float(min(1.0, len(LADDER) * np.exp(-evidence))),
+                "texts": len(stats)}
 
     def rungs(self, transcripts: Sequence[Transcript]) -> list[str | None]:
         """Each text's best rung (``tail_16``: the top 16; ``nucleus_0.9``: top-p 0.9), or

@@ -40,7 +40,7 @@ CODEC_SOURCES = {  # source name -> (codec, params); "null" is the clean side
     "sparsamp": ("sparsamp", {}),
 }
 UNSUPERVISED = ["distribution", "loglik", "logrank", "fast-detectgpt", "gltr", "tail", "truncation",
-                "positions", "format", "overseer"]
+                "positions", "periodic", "format", "overseer"]
 SUPERVISED = ["tfidf", "probe", "minilm", "stats-lr"]
 NO_LM = {"tfidf", "minilm", "string-match", "format"}
 

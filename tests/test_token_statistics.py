@@ -255,3 +255,64 @@ def test_the_truncation_detector_sees_top_p_arithmetic_coding_and_not_the_zero_k
     assert _auroc(clean, fitted.score(coded["zero-kl"])) < 0.7
     rungs = [r for r in fitted.rungs(coded["top-p"]) if r]
     assert rungs.count("nucleus_0.9") >= len(coded["top-p"]) // 2  # it names the cut
+
+def test_the_periodic_scan_finds_a_code_on_every_fourth_token_that_the_whole_text_dilutes():
+    """Positions 1, 5, 9, ... take the head of a geometric distribution (a stride code), the
+    others are honest samples: the scan names period 4 and phase 1, and its |z| there is well
+    above the whole text's (the same shift over a quarter of the variance: twice, less noise)."""
+    from detectors.periodic import phase_scan
+
+    rng = np.random.default_rng(11)
+    p = 0.7 ** np.arange(1, 61)
+    p /= p.sum()
+    n = 240
+    ranks = rng.choice(60, n, p=p) + 1
+    ranks[1::4] = 1
+    coded = from_distributions([p] * n, ranks)
+    z, period, phase = phase_scan(coded)
+    whole = abs(features(coded)["fast_detectgpt"])
+    assert (period, phase) == (4, 1) and z > 1.25 * whole and z > 5
+    assert phase_scan(coded, max_period=1) == (pytest.approx(whole), 1, 0)
+
+
+def test_the_periodic_detector_scores_the_scan_of_the_models_statistics(tiny):
+    """On honest text the score is the scan of each text's statistics under the model, the
+    strides it names are real ones, and a period below 1 is refused."""
+    from detectors.periodic import PeriodicDetector, phase_scan
+
+    honest = sample_clean(tiny, PROMPTS[:8], 8, max_new_tokens=24, seed=13, progress=False)
+    detector = make_detector("periodic", lm=tiny).fit(honest)
+    assert isinstance(detector, PeriodicDetector)
+    expected = [phase_scan(s)[0] for s in token_stats(tiny, honest)]
+    np.testing.assert_allclose(detector.score(honest), expected)
+    assert np.all(detector.score(honest) >= abs(np.array(
+        [features(s)["fast_detectgpt"] for s in token_stats(tiny, honest)])) - 1e-9)
+    assert all(1 <= m <= 8 and 0 <= r < m for m, r in detector.strides(honest))
+    with pytest.raises(Exception, match="max_period"):
+        make_detector("periodic", lm=tiny, max_period=0).fit(honest)
+
+
+def test_the_truncation_set_test_sums_each_rung_over_texts_and_keeps_ville_bound(tiny):
+    """A cut that leaves 2% of the mass outside: one 64-token text gives about 1.3 nats, which
+    honest text reaches by chance a quarter of the time; eight such texts give eight times as
+    much at the same rung, and honest sets of eight stay under Ville's bound."""
+    from detectors.distribution import rung_evidence
+
+    rng = np.random.default_rng(14)
+    p = np.r_[np.full(16, 0.98 / 16), np.full(984, 0.02 / 984)]
+    cut_texts = [from_distributions([p] * 64, rng.integers(1, 17, 64)) for _ in range(8)]
+    single = [truncation_evidence(t, slack=0.0)[0] for t in cut_texts]
+    together = np.sum([rung_evidence(t, slack=0.0) for t in cut_texts], axis=0)
+    assert max(single) < 2 and together.max() == pytest.approx(sum(single))
+    assert LADDER[int(np.argmax(together))] == "tail_16"
+    honest_sets = [np.sum([rung_evidence(from_distributions([p] * 64, rng.choice(1000, 64, p=p) + 1))
+                           for _ in range(8)], axis=0).max() for _ in range(300)]
+    for s in (2.0, 4.0, 6.0):
+        assert np.mean(np.array(honest_sets) >= s) <= len(LADDER) * np.exp(-s) + 0.01
+
+    honest = sample_clean(tiny, PROMPTS[:6], 6, max_new_tokens=24, seed=15, progress=False)
+    detector = make_detector("truncation", lm=tiny).fit(honest)
+    result = detector.set_test(honest)
+    summed = np.sum([rung_evidence(s) for s in token_stats(tiny, honest)], axis=0)
+    assert result["evidence"] == pytest.approx(max(0.0, summed.max())) and result["texts"] == 6
+    assert 0 < result["p_bound"] <= 1

@@ -192,7 +192,7 @@ class MeasureConfig:
     # latentcode.battery's UNSUPERVISED + SUPERVISED, written out so a config loads light)
     detectors: list[str] = field(default_factory=lambda: [
         "distribution", "loglik", "logrank", "fast-detectgpt", "gltr", "tail", "truncation",
-        "positions", "format", "overseer", "tfidf", "probe", "minilm", "stats-lr"])
+        "positions", "periodic", "format", "overseer", "tfidf", "probe", "minilm", "stats-lr"])
     bootstrap: int = 1000  # resamples for the capacity interval
 
 
