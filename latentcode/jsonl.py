@@ -167,11 +167,22 @@ def write_json(path: str | os.PathLike, obj: object) -> None:
         handle.write("\n")
 
 
-def claim_folder(folder: str | os.PathLike, config: dict) -> bool:
+def claim_folder(folder: str | os.PathLike, config: dict, may_change: tuple[str, ...] = ()) -> bool:
     """Write ``folder/config.json``, or check the one a resumable run left there: False when
-    it holds another config (the caller refuses the folder rather than mix two runs)."""
+    it holds another config (the caller refuses the folder rather than mix two runs).
+
+    ``may_change`` names top-level sections a resumed run may take anew because they do not
+    touch what was already done (which detectors measure a finished run, how often it saves):
+    without it, a new default there (a detector added to the battery) would lock every
+    half-done run out of its folder. The file is then rewritten, so it says what the rest of
+    the run used."""
     path = Path(folder) / "config.json"
     if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8")) == config
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved == config:
+            return True
+        fixed = {k: v for k, v in config.items() if k not in may_change}
+        if {k: v for k, v in saved.items() if k not in may_change} != fixed:
+            return False
     write_json(path, config)
     return True

@@ -192,6 +192,18 @@ def test_a_run_folder_refuses_another_config(tmp_path):
         run(tmp_path / "run", **{"rl.steps": 2, "rl.gamma": 0.5})
 
 
+def test_a_resumed_run_may_take_new_measurements_and_checkpoint_intervals(tmp_path):
+    """What a run measures when it ends and how often it saves touch nothing already trained:
+    a resume with new ones (a detector added to the battery's defaults, say) goes on, and the
+    folder's config says what the rest of the run used."""
+    out = tmp_path / "run"
+    run(out, stop_after=1, **{"rl.steps": 2})
+    run(out, **{"rl.steps": 2, "measure.detectors": ["tail"], "checkpoint.every": 2})
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["measure"]["detectors"] == ["tail"] and saved["checkpoint"]["every"] == 2
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").open()] == [1, 2]
+
+
 def test_gamma_discounts_early_tokens_as_documented():
     adv = np.array([2.0, -1.0])
     flat = token_credit(adv, [3, 2], gamma=1.0, width=4)

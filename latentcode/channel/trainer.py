@@ -114,6 +114,11 @@ def build_parts(cfg: TrainConfig, lm: LM | None, judge_lm: LM | None, device=Non
     return Parts(sender, task, receiver, overseers, judge_lm if cfg.receiver.paraphrase else None)
 
 
+# sections a resumed run may take from a new config or a new version's defaults: they change
+# nothing already trained (measure runs after the last step; checkpoint says only when to save)
+RESUMABLE_CHANGES = ("measure", "checkpoint")
+
+
 def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: LM | None = None,
           progress: bool = True, stop_after: int | None = None, tensorboard: bool = True) -> dict:
     """Train (or resume) the run in ``out``; ``stop_after`` ends early after that many steps
@@ -125,7 +130,7 @@ def train(cfg: TrainConfig, out: str | Path, *, lm: LM | None = None, judge_lm: 
 
     out = Path(out)
     dist = Distributed()
-    claimed = claim_folder(out, cfg.to_dict()) if dist.is_main else True
+    claimed = claim_folder(out, cfg.to_dict(), may_change=RESUMABLE_CHANGES) if dist.is_main else True
     if not all(dist.gather([claimed])):
         raise RunFolderError(f"{out} holds a run with another config; choose another --out "
                              "or delete the folder")
