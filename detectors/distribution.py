@@ -79,7 +79,7 @@ def _pit_z(pit: np.ndarray) -> float:
     return float((pit.sum() - len(pit) / 2) / np.sqrt(len(pit) / 12)) if len(pit) else 0.0
 
 
-def _discrepancy(stats: TokenStats, where: np.ndarray | slice = slice(None)) -> float:
+def discrepancy(stats: TokenStats, where: np.ndarray | slice = slice(None)) -> float:
     """Fast-DetectGPT's analytic discrepancy over the chosen positions, 0 with none."""
     logp, mean, var = stats.logp[where], stats.mean[where], stats.var[where]
     if not len(logp):
@@ -149,11 +149,11 @@ def features(stats: TokenStats) -> dict[str, float]:
     for name, bit in CLASSES.items():
         where = (stats.classes & bit) > 0
         by_class[f"pit@{name}"] = _pit_z(pit[where])
-        by_class[f"fast_detectgpt@{name}"] = _discrepancy(stats, where)
+        by_class[f"fast_detectgpt@{name}"] = discrepancy(stats, where)
     return {
         "loglik": float(stats.logp.mean()),
         "logrank": float(np.log(stats.rank).mean()),
-        "fast_detectgpt": _discrepancy(stats),
+        "fast_detectgpt": discrepancy(stats),
         "gltr_top10": float(buckets[0]),
         "gltr_top100": float(buckets[1]),
         "gltr_top1000": float(buckets[2]),

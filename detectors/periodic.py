@@ -32,6 +32,7 @@ from latentcode.lm import LM
 from latentcode.transcripts import Transcript
 
 from .base import Detector, DetectorError, check_transcripts, clean_reference, register
+from .distribution import discrepancy
 from .token_stats import TokenStats, token_stats
 
 
@@ -40,16 +41,11 @@ def phase_scan(stats: TokenStats, max_period: int = 8) -> tuple[float, int, int]
     and r < m (m = 1: the whole text), and the (m, r) that reached it."""
     if max_period < 1:
         raise DetectorError(f"periodic: max_period must be at least 1, got {max_period}")
-    gap = stats.logp - stats.mean  # each token's log p minus its expectation under the model
-    positions = np.arange(len(gap))
+    positions = np.arange(len(stats))
     best = (0.0, 1, 0)
     for m in range(1, max_period + 1):
         for r in range(m):
-            where = positions % m == r
-            var = stats.var[where].sum()
-            if not where.any() or var <= 0:
-                continue
-            z = abs(float(gap[where].sum() / np.sqrt(var)))
+            z = abs(discrepancy(stats, positions % m == r))
             if z > best[0]:
                 best = (z, m, r)
     return best

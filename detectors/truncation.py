@@ -45,12 +45,14 @@ class TruncationDetector(Detector):
                  max_tokens: int = 512, batch_size: int = 8):
         self.lm, self.slack, self.max_tokens, self.batch_size = lm, slack, max_tokens, batch_size
 
-    def _evidence(self, transcripts: Sequence[Transcript]) -> list[tuple[float, int]]:
+    def _stats(self, transcripts: Sequence[Transcript]):
         if not 0 <= self.slack < 1:
             raise DetectorError(f"truncation: slack must be in [0, 1), got {self.slack}")
-        stats = token_stats(self.lm, check_transcripts(transcripts), max_tokens=self.max_tokens,
-                            batch_size=self.batch_size)
-        return [truncation_evidence(s, self.slack) for s in stats]
+        return token_stats(self.lm, check_transcripts(transcripts), max_tokens=self.max_tokens,
+                           batch_size=self.batch_size)
+
+    def _evidence(self, transcripts: Sequence[Transcript]) -> list[tuple[float, int]]:
+        return [truncation_evidence(s, self.slack) for s in self._stats(transcripts)]
 
     def fit(self, transcripts: Sequence[Transcript], labels: Sequence[int] | None = None):
         clean = np.array([e for e, _ in self._evidence(clean_reference(transcripts, labels))])
@@ -68,10 +70,7 @@ class TruncationDetector(Detector):
         vocabulary (the top 512 of 49k) moves one 64-token answer too little for any per-text
         test to be sure of it (docs/detectors.md), and a handful of answers enough. ``p_bound``
         is Ville's bound over the ladder's rungs on how often honest sets score as high."""
-        if not 0 <= self.slack < 1:
-            raise DetectorError(f"truncation: slack must be in [0, 1), got {self.slack}")
-        stats = token_stats(self.lm, check_transcripts(transcripts), max_tokens=self.max_tokens,
-                            batch_size=self.batch_size)
+        stats = self._stats(transcripts)
         total = np.sum([rung_evidence(s, self.slack) for s in stats], axis=0)
         best = int(np.argmax(total))
         evidence = max(0.0, float(total[best]))
