@@ -1,7 +1,7 @@
 """How many answers a deep truncation needs: the truncation test on one text and on sets of them.
 
-A code cut to the top 512 of 49k tokens leaves about 1.9 tokens per 64-token answer outside
-the cut in honest text (SmolLM2), so one answer is weak evidence whichever test reads it. This
+Honest text puts a token or two of a 64-token answer beyond rank 512 of SmolLM2's 49k, and
+many answers none, so one answer cut to the top 512 is weak evidence whichever test reads it. This
 benchmark reads the transcripts ``benchmarks/generalization.py`` wrote (``--from``), and for
 each truncated source prints the AUROC against clean text of
 
