@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from detectors.distribution import LADDER, rung_evidence
+from detectors.distribution import LADDER, best_rung, rung_evidence
 from detectors.token_stats import token_stats
 from latentcode.lm import load_lm
 from latentcode.transcripts import read_transcripts
@@ -72,7 +72,7 @@ def main() -> None:
         log-ratio over the set, at its best rung), from the texts' rung evidence read once."""
         order = rng.permutation(len(evidence))
         sets = [order[i:i + size] for i in range(0, len(order) - size + 1, size)]
-        return np.array([max(0.0, evidence[s].sum(axis=0).max()) for s in sets])
+        return np.array([best_rung(evidence[s].sum(axis=0))[0] for s in sets])
 
     def stats_of(transcripts):
         return token_stats(lm, transcripts, max_tokens=512, batch_size=16, progress=True)
@@ -89,7 +89,7 @@ def main() -> None:
             j = LADDER.index(DEPTHS[source])
             cells = [cell(auroc_ci(*[np.array([max(0.0, rung_evidence(s, 0.0)[j]) for s in st])
                                      for st in (coded, clean)], rng))]
-        cells.append(cell(auroc_ci(*[np.maximum(0.0, r.max(axis=1)) for r in (rungs, clean_rungs)], rng)))
+        cells.append(cell(auroc_ci(*[np.array([best_rung(e)[0] for e in r]) for r in (rungs, clean_rungs)], rng)))
         for size in sizes:
             cells.append(cell(auroc_ci(set_scores(rungs, size), set_scores(clean_rungs, size), rng)))
         print(f"| {source} | {len(coded)} vs {len(clean)} | " + " | ".join(cells) + " |", flush=True)

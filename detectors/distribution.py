@@ -126,10 +126,15 @@ def _log_ratios(outside: np.ndarray, q: np.ndarray, slack: float) -> np.ndarray:
         return np.log(ratio).sum(axis=0)
 
 
+def best_rung(log_ratios: np.ndarray) -> tuple[float, int]:
+    """The evidence at the best rung of ``LADDER`` (never negative: the deepest rung, past the
+    vocabulary, scores 0) and that rung, for one text's log-ratios or a set's summed ones."""
+    best = int(np.argmax(log_ratios))
+    return max(0.0, float(log_ratios[best])), best
+
+
 def _evidence(outside: np.ndarray, q: np.ndarray, slack: float) -> tuple[float, int]:
-    evidence = _log_ratios(outside, q, slack)
-    best = int(np.argmax(evidence))
-    return max(0.0, float(evidence[best])), best
+    return best_rung(_log_ratios(outside, q, slack))
 
 
 def features(stats: TokenStats) -> dict[str, float]:

@@ -5,12 +5,12 @@ the rest honestly, so that a whole-text statistic sees the shift diluted m-fold 
 restricted to the right positions sees it undiluted. ``positions`` restricts tests to classes
 read off the characters (word and sentence starts, punctuation, line breaks); a stride is not
 written in the characters, so this detector scans for it: for every period m in
-``2 .. max_period`` and every phase r < m, Fast-DetectGPT's analytic discrepancy (Bao et al.
+``1 .. max_period`` (m = 1: the whole text) and every phase r < m, Fast-DetectGPT's analytic discrepancy (Bao et al.
 2024) over the tokens t = r (mod m), which is about N(0, 1) under honest sampling at
 temperature 1 because the model gives each position's mean and variance of log p. The score
 is the largest |z| of the scan, two-sided since a code may push its positions toward likely
 tokens or away from them. With ``max_period = 1`` the scan is the whole text alone. The
-largest of 36 correlated z-scores has no simple null, and on the few tokens of one phase
+largest of 36 correlated z-scores (at the default ``max_period = 8``) has no simple null, and on the few tokens of one phase
 (8 of a 64-token answer at m = 8) even one z is far from normal (a rare token's log p is
 heavily skewed: a Bonferroni bound over the phases failed twofold on synthetic honest text),
 so calibrate the threshold on clean text, as the battery does for every detector.

@@ -33,7 +33,7 @@ from latentcode.lm import LM
 from latentcode.transcripts import Transcript
 
 from .base import Detector, DetectorError, check_transcripts, clean_reference, register
-from .distribution import LADDER, TRUNCATION_SLACK, rung_evidence, truncation_evidence
+from .distribution import LADDER, TRUNCATION_SLACK, best_rung, rung_evidence, truncation_evidence
 from .token_stats import token_stats
 
 
@@ -71,9 +71,7 @@ class TruncationDetector(Detector):
         test to be sure of it (docs/detectors.md), and a handful of answers enough. ``p_bound``
         is Ville's bound over the ladder's rungs on how often honest sets score as high."""
         stats = self._stats(transcripts)
-        total = np.sum([rung_evidence(s, self.slack) for s in stats], axis=0)
-        best = int(np.argmax(total))
-        evidence = max(0.0, float(total[best]))
+        evidence, best = best_rung(np.sum([rung_evidence(s, self.slack) for s in stats], axis=0))
         return {"evidence": evidence, "rung": LADDER[best] if evidence > 0 else None,
                 "p_bound": float(min(1.0, len(LADDER) * np.exp(-evidence))),
                 "texts": len(stats)}
