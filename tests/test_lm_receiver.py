@@ -112,6 +112,31 @@ def test_the_receiver_reads_prompt_and_response_and_never_the_secret():
             assert not any(ids[i:i + len(system)] == system for i in range(len(ids)))
 
 
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+def test_the_prefix_shared_reading_equals_one_plain_forward(pooling):
+    """Each distinct prompt read once (KV cache shared) must give what one right-padded forward
+    over whole rows gives: the same pooled tokens at the same response positions, an empty
+    response included."""
+    task = PayloadTask(bits=2)
+    receiver = receiver_on(task, pooling=pooling)
+    with torch.no_grad():  # a head that is not zero, so every pooled token and position counts
+        generator = torch.Generator().manual_seed(0)
+        for tensor in [receiver.head.weight, receiver.head.bias] + (
+                [receiver.query.weight, receiver.position] if pooling == "attention" else []):
+            tensor.copy_(torch.randn(tensor.shape, generator=generator))
+    rollouts = planted(task, 6, seed=3)
+    texts = list(rollouts.texts)
+    texts[2] = ""  # an empty response reads the last prompt token
+    prompts = [rollouts.episode_of(r // 3).prompt for r in range(6)]  # two groups of three
+    rows = receiver._tokens(prompts, texts)
+    assert not rows[2][1] and len({tuple(p) for p, _ in rows}) < len(rows)  # shared prompts
+    with receiver.active(), torch.no_grad():
+        shared = receiver._forward(prompts, texts)
+        receiver._token_states = receiver._plain_states  # the reading without a shared prefix
+        plain = receiver._forward(prompts, texts)
+    assert torch.allclose(shared, plain, atol=1e-4), (shared - plain).abs().max()
+
+
 def test_bit_heads_give_every_bit_string_in_the_payload_tasks_order():
     logits = torch.tensor([[3.0, -2.0, 0.5], [-1.0, -1.0, -1.0]])
     post = bit_log_posteriors(logits)

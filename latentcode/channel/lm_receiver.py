@@ -61,6 +61,22 @@ def head_kind(candidates: tuple[str, ...], requested: str = "auto") -> str:
     return "bits" if is_bits else "categorical"
 
 
+def response_slots(starts: list[int], lengths: list[int], width: int, device):
+    """``pool`` (each response token ``1 / n``) and ``where`` (each token's position in its
+    response) over ``[rows, width]``, for responses at ``starts`` of ``lengths`` tokens. An
+    empty response pools the token just before its start (the last prompt token), so it still
+    has a state to read."""
+    pool = torch.zeros((len(starts), width), dtype=torch.float32, device=device)
+    where = torch.zeros((len(starts), width), dtype=torch.long, device=device)
+    for i, (start, n) in enumerate(zip(starts, lengths)):
+        if n:
+            pool[i, start:start + n] = 1.0 / n
+            where[i, start:start + n] = torch.arange(n, device=device).clamp(max=POSITIONS - 1)
+        else:
+            pool[i, start - 1] = 1.0
+    return pool, where
+
+
 def bit_log_posteriors(logits: torch.Tensor) -> torch.Tensor:
     """``[rows, k]`` per-bit logits to ``[rows, 2**k]`` candidate log-probabilities, bits
     independent, the first bit most significant (the order of ``PayloadTask.candidates``)."""
@@ -176,15 +192,9 @@ class LMReceiver:
         states = body(input_ids=cont, attention_mask=torch.cat([mask, cont_mask], dim=1),
                       position_ids=positions, use_cache=True, output_hidden_states=True,
                       **cache_kwargs(body, cache)).hidden_states
-        pool = torch.zeros((len(rows), width), dtype=torch.float32, device=device)
-        where = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-        for i, (_, r) in enumerate(rows):
-            if r:  # left-padded: the response is the last len(r) slots
-                pool[i, width - len(r):] = 1.0 / len(r)
-                where[i, width - len(r):] = torch.arange(len(r), device=device).clamp(
-                    max=POSITIONS - 1)
-            else:
-                pool[i, width - 1] = 1.0
+        # left-padded: the response is the last len(r) slots
+        pool, where = response_slots([width - len(r) for _, r in rows], [len(r) for _, r in rows],
+                                     width, device)
         return states[-1], states[0], pool, where
 
     def _plain_states(self, rows: list[tuple[list[int], list[int]]]):
@@ -193,17 +203,11 @@ class LMReceiver:
         device = self.head.weight.device
         ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
         attention = torch.zeros_like(ids)
-        pool = torch.zeros((len(rows), width), dtype=torch.float32, device=device)
-        where = torch.zeros((len(rows), width), dtype=torch.long, device=device)
         for i, (p, r) in enumerate(rows):
-            row = p + r
-            ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-            attention[i, :len(row)] = 1
-            where[i, len(p):len(row)] = torch.arange(len(r), device=device).clamp(max=POSITIONS - 1)
-            if r:
-                pool[i, len(p):len(row)] = 1.0 / len(r)
-            else:  # an empty response: the last prompt token is all there is to read
-                pool[i, len(p) - 1] = 1.0
+            ids[i, :len(p) + len(r)] = torch.tensor(p + r, dtype=torch.long)
+            attention[i, :len(p) + len(r)] = 1
+        pool, where = response_slots([len(p) for p, _ in rows], [len(r) for _, r in rows],
+                                     width, device)
         body = self.model.get_base_model().base_model  # the transformer without its LM head
         states = body(input_ids=ids, attention_mask=attention,
                       output_hidden_states=True).hidden_states
