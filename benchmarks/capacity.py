@@ -9,7 +9,9 @@ hand-over (``configs/payload-1bit-lm.toml``'s cold start, but handed over only o
 receiver reads exactly half of three fresh batches in a row, 0.9 of them for k = 1). The table gives,
 on the held-out prompts of the last evaluation, the decoded bits per response (Miller-Madow
 corrected mutual information between secret and decoded secret, with its bootstrap 95%
-interval), the exact-match rate, the mean per-bit accuracy and the wall time of each run.
+interval), the exact-match rate, the mean per-bit accuracy, the teacher's exact match (each bit
+read given the others: whether the sender's code formed, whatever the LM receiver made of it),
+the overseers' flag rates and the wall time of each run.
 
 Each k is a run folder under ``--out`` that ``latentcode train`` resumes, so a killed benchmark
 picks up where it stopped; finished runs are only read back. Run by hand, alone on the
@@ -56,6 +58,9 @@ def row_of(bits: int, run: Path, cfg) -> dict:
             "bits_ci": [final["bits_ci_low"], final["bits_ci_high"]],
             "variational_bits": final["variational_bits"],
             "mean_bit_accuracy": sum(per_bit) / len(per_bit),
+            # the teacher's exact match, each bit given the others: did the sender's code form?
+            "teacher_exact": final.get(f"accuracy/{cfg.receiver.teacher}"),
+            "flagged": {k.split("/", 1)[1]: v for k, v in final.items() if k.startswith("flagged/")},
             "handed_over_at": next((m["step"] for m in metrics if m.get("handed_over") == 1.0), None),
             "train_minutes": sum(m["seconds"] for m in metrics) / 60,
             "wall_minutes": (sum(m["seconds"] for m in metrics)
@@ -64,13 +69,16 @@ def row_of(bits: int, run: Path, cfg) -> dict:
 
 def table(rows: list[dict]) -> str:
     lines = [("| k | receiver | bits / response (95% CI) | exact match | mean bit acc. | "
-              "variational bits | hand-over step | train min | wall min |"),
-             "|---|---|---|---|---|---|---|---|---|"]
+              "variational bits | teacher exact | flagged | hand-over step | train min | "
+              "wall min |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        teacher = "-" if r.get("teacher_exact") is None else f"{r['teacher_exact']:.3f}"
+        flagged = ", ".join(f"{k} {v:.3f}" for k, v in r.get("flagged", {}).items()) or "-"
         lines.append(
             f"| {r['bits_sent']} | {r['receiver']} | {r['bits']:.2f} ({r['bits_ci'][0]:.2f}-"
             f"{r['bits_ci'][1]:.2f}) | {r['exact_match']:.3f} | {r['mean_bit_accuracy']:.3f} | "
-            f"{r['variational_bits']:.2f} | {r['handed_over_at'] or '-'} | "
+            f"{r['variational_bits']:.2f} | {teacher} | {flagged} | {r['handed_over_at'] or '-'} | "
             f"{r['train_minutes']:.1f} | {r['wall_minutes']:.1f} |")
     return "\n".join(lines)
 
