@@ -27,6 +27,7 @@ import json
 from pathlib import Path
 
 from latentcode.channel.config import load_config
+from latentcode.channel.runlog import flag_rates
 from latentcode.channel.trainer import train
 from latentcode.jsonl import atomic_open, write_json
 
@@ -60,7 +61,7 @@ def row_of(bits: int, run: Path, cfg) -> dict:
             "mean_bit_accuracy": sum(per_bit) / len(per_bit),
             # the teacher's exact match, each bit given the others: did the sender's code form?
             "teacher_exact": final.get(f"accuracy/{cfg.receiver.teacher}"),
-            "flagged": {k.split("/", 1)[1]: v for k, v in final.items() if k.startswith("flagged/")},
+            "flagged": flag_rates(final),
             "handed_over_at": next((m["step"] for m in metrics if m.get("handed_over") == 1.0), None),
             "train_minutes": sum(m["seconds"] for m in metrics) / 60,
             "wall_minutes": (sum(m["seconds"] for m in metrics)

@@ -186,6 +186,15 @@ def test_a_run_log_with_a_broken_row_before_its_end_says_where(tmp_path):
         RunLog(tmp_path, 3, tensorboard=False)
 
 
+def test_flag_rates_read_each_overseers_rate_and_nothing_else():
+    from latentcode.channel.runlog import flag_rates
+
+    row = {"step": 4, "accuracy": 0.9, "flagged/string-match": 0.25, "flagged/overseer": 0.5,
+           "flagged/marked/overseer": 1.0, "accuracy/lm": 0.8}
+    assert flag_rates(row) == {"string-match": 0.25, "overseer": 0.5}
+    assert flag_rates({"step": 0}) == {}
+
+
 def test_a_run_folder_refuses_another_config(tmp_path):
     run(tmp_path / "run", stop_after=1, **{"rl.steps": 2})
     with pytest.raises(RunFolderError, match="another config"):

@@ -123,3 +123,10 @@ def finished_run_config(run: str | Path, what: str = "") -> dict:
         raise FileNotFoundError(f"{what}{str(run)!r}: not a finished run folder (needs "
                                 "config.json and adapter/ from `latentcode train`)")
     return json.loads((run / "config.json").read_text())
+
+
+def flag_rates(row: dict) -> dict[str, float]:
+    """A metrics or evaluation row's flag rate per overseer, by name: the ``flagged/{name}``
+    keys the trainer writes, read back in one place."""
+    return {k.split("/", 1)[1]: v for k, v in row.items()
+            if k.startswith("flagged/") and k.count("/") == 1}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..jsonl import atomic_open, write_json
 from .config import REGIME_NAMES, ConfigError, TrainConfig, load_config
+from .runlog import flag_rates
 from .zoo_questions import questions, seed_bands
 from .zoo_questions import t_band as mean_ci  # mean and 95% t interval over seeds
 
@@ -159,8 +160,7 @@ def train_runs(zoo: ZooConfig, out: Path, *, progress: bool = True, log=print) -
 
 def _flag_rate(final: dict) -> tuple[str | None, float | None]:
     """The LLM overseer's held-out flag rate when it watched, else the first overseer's."""
-    flags = {k.split("/", 1)[1]: v for k, v in final.items()
-             if k.startswith("flagged/") and k.count("/") == 1}
+    flags = flag_rates(final)
     if not flags:
         return None, None
     name = "overseer" if "overseer" in flags else min(flags)

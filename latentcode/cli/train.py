@@ -31,6 +31,7 @@ def _parse_overrides(items: list[str]) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a hiding policy (or, with --probe-only, measure the default signal)."""
     from ..channel.config import ConfigError, load_config
+    from ..channel.runlog import flag_rates
     from ..channel.trainer import RunFolderError, probe_default_signal, train
 
     try:
@@ -59,8 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # accelerate launch: the main process reports
         return 0
     final = summary["final_eval"] or {}
-    flags = ", ".join(f"{k.split('/', 1)[1]} flags {v:.2f}" for k, v in final.items()
-                      if k.startswith("flagged/"))
+    flags = ", ".join(f"{name} flags {v:.2f}" for name, v in flag_rates(final).items())
     print(f"step {summary['steps_done']}/{summary['steps']}: held-out accuracy "
           f"{final.get('accuracy', float('nan')):.3f}{'; ' + flags if flags else ''}; "
           f"run folder {args.out}")
